@@ -1,0 +1,24 @@
+#!/usr/bin/env node
+/**
+ * The `spareband` command line. Each command lives in `daemon/cli/commands/`;
+ * errors with a stable code are printed as `code: message` and exit 1.
+ */
+import { Command } from 'commander'
+import { SparebandError } from '../../protocol/errors.ts'
+import { devnetCommand } from '../cli/commands/devnet.ts'
+
+const program = new Command('spareband')
+  .description('sell spare uplink capacity peer to peer, or buy it (spareband connect)')
+  .showHelpAfterError()
+
+devnetCommand(program)
+
+try {
+  await program.parseAsync(process.argv)
+} catch (err) {
+  if (err instanceof SparebandError) {
+    process.stderr.write(`spareband: ${err.code}: ${err.message}\n`)
+    process.exit(1)
+  }
+  throw err
+}

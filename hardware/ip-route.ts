@@ -1,0 +1,30 @@
+import { UnexpectedOutputError } from './errors.ts'
+import type { CommandRunner } from './command.ts'
+
+/** A default route as `ip -j route show default` lists it. */
+export interface DefaultRoute {
+  interface: string
+  gateway: string | null
+  metric: number
+}
+
+/** Parses `ip -j route show default` (or `ip -j -6 …`); the routes are returned best (lowest metric) first. */
+export function parseDefaultRoutes (stdout: string): DefaultRoute[] {
+  let routes: unknown
+  try {
+    routes = JSON.parse(stdout.trim() === '' ? '[]' : stdout)
+  } catch (err) {
+    throw new UnexpectedOutputError('ip -j route', `not JSON (${(err as Error).message})`)
+  }
+  if (!Array.isArray(routes)) throw new UnexpectedOutputError('ip -j route', 'not an array')
+  return routes
+    .filter((r): r is Record<string, unknown> => typeof r === 'object' && r !== null && r.dst === 'default' && typeof r.dev === 'string')
+    .map((r) => ({ interface: r.dev as string, gateway: typeof r.gateway === 'string' ? r.gateway : null, metric: typeof r.metric === 'number' ? r.metric : 0 }))
+    .sort((a, b) => a.metric - b.metric)
+}
+
+/** The interface of the best IPv4 default route, or null when there is none. */
+export async function defaultRouteInterface (runner: CommandRunner): Promise<string | null> {
+  const { stdout } = await runner(['ip', '-j', 'route', 'show', 'default'])
+  return parseDefaultRoutes(stdout)[0]?.interface ?? null
+}
