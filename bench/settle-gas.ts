@@ -65,7 +65,7 @@ async function run (devnet: Devnet): Promise<void> {
         maxPriorityFeePerGas: 1n
       })
       const channelId = channelIdOf({ chainId: devnet.chainId, contract: devnet.contract, payer: payer.account.address, payee, token: NATIVE_TOKEN, signer: signer.address, salt })
-      vouchers.push(await signVoucher(signer, domain, { channelId, cumulativeAmount: DEPOSIT / 2n + BigInt(i), cumulativeBytes: 1_000_000n + BigInt(i) }))
+      vouchers.push(await signVoucher(signer, domain, { channelId, cumulativeAmount: DEPOSIT / 2n + BigInt(i), cumulativeBytes: 5n * 2n ** 30n + BigInt(i) }))
     }
     const receipt = await client.waitForTransactionReceipt({ hash: lastHash as Hex, timeout: 30_000 })
     if (receipt.status !== 'success') throw new Error('opening the benchmark channels failed')

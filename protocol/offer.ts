@@ -172,7 +172,7 @@ export async function verifyOffer (offer: SignedOffer, options: VerifyOfferOptio
 
   const skew = options.maxClockSkewMs ?? DEFAULT_OFFER_CLOCK_SKEW_MS
   if (options.nowMs >= body.expiresAt) {
-    throw new OfferError('ERR_OFFER_EXPIRED', `offer expired at ${new Date(body.expiresAt).toISOString()}; fetch a fresh one (or check this machine's clock)`)
+    throw new OfferError('ERR_OFFER_EXPIRED', `offer expired at ${body.expiresAt} (unix ms), it is now ${options.nowMs}; fetch a fresh one (or check this machine's clock)`)
   }
   if (body.issuedAt > options.nowMs + skew) {
     throw new OfferError('ERR_OFFER_NOT_YET_VALID', `offer is issued ${body.issuedAt - options.nowMs} ms in the future, more than the ${skew} ms clock skew allowed; check both clocks`)

@@ -108,7 +108,7 @@ after(async () => {
 })
 
 /** Deploys a fixture token, mints to the payer and approves the channel contract. */
-async function deployToken (abi: typeof standardTokenAbi | typeof noReturnTokenAbi, bytecode: Hex): Promise<Address> {
+async function deployToken (abi: Abi, bytecode: Hex): Promise<Address> {
   const address = await deploy(abi, bytecode, [])
   await chain.mined(deployer.writeContract({ address, abi: standardTokenAbi, functionName: 'mint', args: [payer.account.address, TOKEN_SUPPLY] }))
   await chain.mined(payer.writeContract({ address, abi: standardTokenAbi, functionName: 'approve', args: [contract, maxUint256] }))
@@ -466,13 +466,21 @@ describe('SpareChannels on anvil', () => {
     assert.deepEqual([transfers[0].args.to, transfers[0].args.value], [payee, 600n])
 
     // The call trace is the ground truth: one value call to the payee, one token transfer.
-    const trace = await chain.client.request({
-      method: 'debug_traceTransaction' as 'eth_chainId',
-      params: [result.receipt.transactionHash, { tracer: 'callTracer' }] as unknown as undefined
-    }) as unknown as TraceCall
+    const trace = await chain.rpc('debug_traceTransaction', [result.receipt.transactionHash, { tracer: 'callTracer' }]) as TraceCall
     const calls = flatten(trace).filter((c) => isAddressEqual(c.from, contract))
     assert.equal(calls.filter((c) => isAddressEqual(c.to, payee) && BigInt(c.value ?? '0x0') > 0n).length, 1)
     assert.equal(calls.filter((c) => isAddressEqual(c.to, token) && c.input.startsWith(toFunctionSelector('transfer(address,uint256)'))).length, 1)
+  })
+
+  it('settling 100 vouchers of distinct channels costs at most 11,000 gas each (tx total / n)', async () => {
+    const n = 100
+    const channels: OpenChannel[] = []
+    for (let i = 0; i < n; i++) channels.push(await open({ deposit: 10n ** 15n }))
+    const vouchers = await Promise.all(channels.map((c, i) => voucher(c, 5n * 10n ** 14n + BigInt(i))))
+    const result = await settle([{ token: NATIVE_TOKEN, vouchers }])
+    assert.equal(result.settledCount, BigInt(n))
+    const perVoucher = result.receipt.gasUsed / BigInt(n)
+    assert.ok(perVoucher <= 11_000n, `settleBatch used ${perVoucher} gas per voucher`)
   })
 
   it('a batch whose voucher bytes are not whole 116-byte records reverts', async () => {
@@ -510,7 +518,7 @@ describe('SpareChannels on anvil', () => {
     const channel = await open({ deposit: 1000n })
     const newChainId = 4242
     const forked = defineChain({ ...chain.devnet.chain, id: newChainId })
-    await chain.test.request({ method: 'anvil_setChainId', params: [newChainId] })
+    await chain.rpc('anvil_setChainId', [newChainId])
     try {
       const forkedSettler = chain.wallet(chain.devnet.accounts[3], forked)
       const onFork = { ...domain, chainId: newChainId }
@@ -521,7 +529,7 @@ describe('SpareChannels on anvil', () => {
       assert.deepEqual(result.skipped, [{ channelId: channel.id, reason: VOUCHER_SKIP_REASONS.noChannel }])
       assert.equal(await balance(payee), payeeBefore + 200n)
     } finally {
-      await chain.test.request({ method: 'anvil_setChainId', params: [chain.devnet.chainId] })
+      await chain.rpc('anvil_setChainId', [chain.devnet.chainId])
     }
   })
 })

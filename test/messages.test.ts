@@ -14,7 +14,7 @@ import {
   type MessageCodec,
   type ProtocolMessageErrorCode
 } from '../protocol/messages/index.ts'
-import { MAX_VOUCHER_AMOUNT, MAX_VOUCHER_BYTES } from '../protocol/voucher.ts'
+import { assertVoucherFields, MAX_VOUCHER_AMOUNT, MAX_VOUCHER_BYTES, type SignedVoucher } from '../protocol/voucher.ts'
 
 const utf8 = new TextEncoder()
 const text = new TextDecoder()
@@ -97,6 +97,10 @@ describe('message codecs', () => {
       const bytes = codec.encode(message)
       assert.deepEqual(codec.decode(bytes), message)
     }
+    const voucherMessage = paymentCodecs.fromBuyer.decode(samples[5][0].encode(samples[5][1]))
+    assert.equal(voucherMessage.type, 'voucher')
+    const voucher: SignedVoucher = voucherMessage.voucher // the decoded type is the one protocol/voucher.ts works with
+    assertVoucherFields(voucher)
     const usage = wireOf(paymentCodecs.fromSeller, samples[9][1])
     assert.deepEqual(usage, { v: 1, type: 'usage', seq: 7, cumulativeBytes: '123456789', amountDue: '115000' })
   })
@@ -158,6 +162,8 @@ describe('message codecs', () => {
     refuses(() => codec.decode(utf8.encode('{"v":1,')), 'ERR_MESSAGE_MALFORMED')
     refuses(() => codec.decode(utf8.encode('{"v":NaN}')), 'ERR_MESSAGE_MALFORMED')
     refuses(() => codec.decode(new Uint8Array()), 'ERR_MESSAGE_MALFORMED')
+    refuses(() => codec.decode(utf8.encode('\ufeff{"v":1,"type":"connected"}')), 'ERR_MESSAGE_MALFORMED') // no byte-order mark
+    refuses(() => codec.decode('{"v":1}' as any), 'ERR_MESSAGE_MALFORMED')
   })
 
   it('refuse JSON that is not an object with an integer version', () => {

@@ -198,11 +198,11 @@ describe('settlement', () => {
     const enoughFailures = new Promise<void>((resolve) => s.addEventListener('failed', () => { if (++failures === 3) resolve() }))
     try {
       await s.start()
-      await Promise.race([enoughFailures, new Promise((_, reject) => setTimeout(() => reject(new Error('settler never failed')), 10_000))])
+      await within(enoughFailures, 10_000, 'settler never failed')
       assert.equal(await hotNonce(), nonceBefore, 'nothing sent during the outage')
       proxy.listen(port, '127.0.0.1')
       await once(proxy, 'listening')
-      await Promise.race([settled, new Promise((_, reject) => setTimeout(() => reject(new Error('not settled after the outage')), 15_000))])
+      await within(settled, 15_000, 'not settled after the outage')
       await s.stop()
       assert.equal(await balance(payee), sum(latest.values()))
       assert.equal(await hotNonce(), nonceBefore + 1, 'settled once')
@@ -233,7 +233,7 @@ describe('settlement', () => {
       assert.equal(await s.dueReason(), undefined, 'nothing is due before the close request')
 
       const deadline = await devClient(devnet, 2 + 0).requestClose(closing.channelId)
-      const batch = await Promise.race([settled, new Promise<never>((_, reject) => setTimeout(() => reject(new Error('close request did not trigger settlement')), 10_000))])
+      const batch = await within(settled, 10_000, 'close request did not trigger settlement')
 
       assert.equal((await store.getChannel(closing.channelId))?.closeDeadline, deadline)
       const block = await chainReader().getBlock({ blockNumber: batch.blockNumber })
@@ -342,7 +342,7 @@ describe('settlement', () => {
       const loop = settler(store, { threshold: 10n ** 16n, checkIntervalMs: 20 })
       const settled = new Promise<void>((resolve) => loop.addEventListener('settled', () => resolve(), { once: true }))
       await loop.start()
-      await Promise.race([settled, new Promise((_, reject) => setTimeout(() => reject(new Error('threshold did not trigger')), 10_000))])
+      await within(settled, 10_000, 'threshold did not trigger')
       await loop.stop()
       assert.equal(await balance(payee), 10n ** 16n)
       assert.equal(await loop.dueReason(), undefined, 'nothing owed any more')
@@ -366,6 +366,17 @@ describe('settlement', () => {
     }
   })
 })
+
+/** Resolves with `promise`, or rejects with `what` after `ms`; the timer never outlives it. */
+async function within<T> (promise: Promise<T>, ms: number, what: string): Promise<T> {
+  let timer: ReturnType<typeof setTimeout> | undefined
+  const timeout = new Promise<never>((_, reject) => { timer = setTimeout(() => reject(new Error(`timed out: ${what}`)), ms) })
+  try {
+    return await Promise.race([promise, timeout])
+  } finally {
+    clearTimeout(timer)
+  }
+}
 
 async function waitFor (check: () => Promise<boolean>, what: string, timeoutMs = 10_000): Promise<void> {
   const end = Date.now() + timeoutMs

@@ -151,6 +151,21 @@ describe('SellerStore', () => {
     }
   })
 
+  it('keys channels and vouchers by channel id whatever its hex case', async () => {
+    const store = await SellerStore.open({ dataDir: join(dir, 'case') })
+    try {
+      const upper = `0x${channelId(7).slice(2).toUpperCase()}` as Hex
+      await store.putChannel({ ...channel(7), channelId: upper })
+      await store.persistVoucher({ ...(await voucher(7, 5n)), channelId: upper })
+      assert.equal((await store.getChannel(channelId(7)))?.channelId, channelId(7))
+      assert.equal((await store.getVoucher(channelId(7)))?.cumulativeAmount, 5n)
+      await assert.rejects(store.persistVoucher(await voucher(7, 4n)), VoucherNotMonotonicError)
+      assert.equal((await store.updateChannel(upper, { settled: 5n })).settled, 5n)
+    } finally {
+      await store.close()
+    }
+  })
+
   it('refuses a second process-level open of the same directory', async () => {
     const dataDir = join(dir, 'locked')
     const store = await SellerStore.open({ dataDir })

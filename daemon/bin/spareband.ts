@@ -6,11 +6,13 @@
 import { Command } from 'commander'
 import { SparebandError } from '../../protocol/errors.ts'
 import { devnetCommand } from '../cli/commands/devnet.ts'
+import { startCommand } from '../cli/commands/start.ts'
 
 const program = new Command('spareband')
   .description('sell spare uplink capacity peer to peer, or buy it (spareband connect)')
   .showHelpAfterError()
 
+startCommand(program)
 devnetCommand(program)
 
 try {

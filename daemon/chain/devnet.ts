@@ -180,13 +180,22 @@ async function deploy (rpcUrl: string, chain: Chain, deployerKey: Hex, challenge
   }
 }
 
-/** Returns an idempotent stop(): SIGTERM, then SIGKILL after a grace period; resolves on exit. */
+/**
+ * Returns an idempotent stop(): SIGTERM, then SIGKILL after a grace period; resolves on exit.
+ * Until then, anvil is also killed if this process exits without calling stop().
+ */
 function stopper (child: ChildProcess): () => Promise<void> {
+  const killOnExit = (): void => { child.kill('SIGKILL') }
+  process.once('exit', killOnExit)
   const exited = new Promise<void>((resolve) => {
-    if (child.exitCode !== null || child.signalCode !== null) resolve()
-    child.once('exit', () => resolve())
+    const done = (): void => {
+      process.off('exit', killOnExit)
+      resolve()
+    }
+    if (child.exitCode !== null || child.signalCode !== null) done()
+    child.once('exit', done)
     // A process that failed to spawn may never emit 'exit'.
-    child.once('error', () => resolve())
+    child.once('error', done)
   })
   return async () => {
     if (child.exitCode === null && child.signalCode === null) {

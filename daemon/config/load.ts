@@ -23,8 +23,8 @@ export const CONFIG_ENV: Record<string, (value: string) => ConfigLayer> = {
   SPAREBAND_BOOTSTRAP: (v) => ({ bootstrap: splitList(v) }),
   SPAREBAND_RPC_URL: (v) => ({ chain: { rpcUrl: v } }),
   SPAREBAND_CHAIN_ID: (v) => ({ chain: { chainId: Number(v) } }),
-  SPAREBAND_CONTRACT: (v) => ({ chain: { contract: v } }),
-  SPAREBAND_PAYOUT_ADDRESS: (v) => ({ seller: { payoutAddress: v } }),
+  SPAREBAND_CONTRACT: (v) => ({ chain: { contract: v as `0x${string}` } }),
+  SPAREBAND_PAYOUT_ADDRESS: (v) => ({ seller: { payoutAddress: v as `0x${string}` } }),
   SPAREBAND_REGION: (v) => ({ seller: { region: v } }),
   SPAREBAND_HARDWARE: (v) => ({ hardware: v as Config['hardware'] }),
   SPAREBAND_LOG_LEVEL: (v) => ({ logLevel: v as Config['logLevel'] })

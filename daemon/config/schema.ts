@@ -1,6 +1,6 @@
 import { Type, type Static } from '@sinclair/typebox'
 
-const Address = Type.String({ pattern: '^0x[0-9a-fA-F]{40}$', description: 'an EVM address (0x + 40 hex digits)' })
+const Address = Type.Unsafe<`0x${string}`>(Type.String({ pattern: '^0x[0-9a-fA-F]{40}$', description: 'an EVM address (0x + 40 hex digits)' }))
 const Amount = Type.String({ pattern: '^(0|[1-9][0-9]{0,77})$', description: 'an amount in token base units, as a decimal string' })
 const HostPort = Type.String({ pattern: '^(\\[[0-9a-fA-F:.]+\\]|[A-Za-z0-9.-]+):[0-9]{1,5}$', description: 'host:port' })
 
@@ -41,22 +41,22 @@ export const SellerSchema = Type.Object({
   prices: Type.Array(PriceSchema, { minItems: 1, maxItems: 16, default: [{ token: '0x0000000000000000000000000000000000000000', pricePerGiB: '1000000000000000' }] }),
   creditWindowBytes: Type.Integer({ minimum: 65536, default: 1048576 }),
   settleIntervalSec: Type.Integer({ minimum: 5, default: 3600 }),
-  settleThreshold: Amount,
-  exitPolicy: ExitPolicySchema,
+  settleThreshold: Type.String({ pattern: '^(0|[1-9][0-9]{0,77})$', default: '10000000000000000', description: 'owed amount (base units) that triggers a settlement' }),
+  exitPolicy: Type.Composite([ExitPolicySchema], { default: {} }),
   bandwidthLimitMbps: Type.Optional(Type.Number({ exclusiveMinimum: 0 })),
   monthlyCapGiB: Type.Optional(Type.Number({ exclusiveMinimum: 0 })),
-  schedule: ScheduleSchema,
+  schedule: Type.Composite([ScheduleSchema], { default: {} }),
   maxSessions: Type.Integer({ minimum: 1, default: 256 }),
   maxStreamsPerPeer: Type.Integer({ minimum: 1, default: 64 })
 }, { additionalProperties: false })
 
 /** Buyer settings: spend cap, deposit, local proxy ports, signing tolerance. */
 export const BuyerSchema = Type.Object({
-  token: Address,
-  spendCap: Amount,
-  deposit: Amount,
-  socksListen: HostPort,
-  httpListen: HostPort,
+  token: Type.Unsafe<`0x${string}`>(Type.String({ pattern: '^0x[0-9a-fA-F]{40}$', default: '0x0000000000000000000000000000000000000000' })),
+  spendCap: Type.String({ pattern: '^(0|[1-9][0-9]{0,77})$', default: '100000000000000000', description: 'most one channel may pay (base units)' }),
+  deposit: Type.String({ pattern: '^(0|[1-9][0-9]{0,77})$', default: '50000000000000000', description: 'deposit of a new channel (base units)' }),
+  socksListen: Type.String({ ...HostPort, default: '127.0.0.1:1080' }),
+  httpListen: Type.String({ ...HostPort, default: '127.0.0.1:8118' }),
   toleranceBytes: Type.Integer({ minimum: 0, default: 262144 }),
   region: Type.Optional(Type.String({ pattern: '^[a-z0-9-]{1,32}$' }))
 }, { additionalProperties: false })
@@ -68,10 +68,13 @@ export const ConfigSchema = Type.Object({
   bootstrap: Type.Array(Type.String(), { default: [], maxItems: 64 }),
   mdns: Type.Boolean({ default: true }),
   chain: ChainSchema,
-  seller: SellerSchema,
-  buyer: BuyerSchema,
-  dashboardListen: HostPort,
-  metricsListen: Type.Optional(HostPort),
+  seller: Type.Composite([SellerSchema], { default: {} }),
+  buyer: Type.Composite([BuyerSchema], { default: {} }),
+  /** The uplink sold: its interface (detected when omitted) and usable capacity (e.g. the ISP plan; else the link speed). */
+  uplink: Type.Object({
+    interface: Type.Optional(Type.String({ minLength: 1, maxLength: 15 })),
+    capacityMbps: Type.Optional(Type.Number({ exclusiveMinimum: 0 }))
+  }, { additionalProperties: false, default: {} }),
   hardware: Type.Union([Type.Literal('auto'), Type.Literal('linux'), Type.Literal('openwrt'), Type.Literal('raspberrypi'), Type.Literal('simulated')], { default: 'auto' }),
   logLevel: Type.Union([Type.Literal('trace'), Type.Literal('debug'), Type.Literal('info'), Type.Literal('warn'), Type.Literal('error'), Type.Literal('silent')], { default: 'info' })
 }, { additionalProperties: false })

@@ -15,7 +15,7 @@
  */
 import { TypedEventEmitter, type Startable } from '@libp2p/interface'
 import {
-  BaseError, TransactionReceiptNotFoundError, WaitForTransactionReceiptTimeoutError, encodeFunctionData, keccak256, parseEventLogs,
+  BaseError, TransactionReceiptNotFoundError, WaitForTransactionReceiptTimeoutError, encodeFunctionData, keccak256, parseEventLogs, zeroAddress,
   type Address, type Hex, type TransactionReceipt
 } from 'viem'
 import type { Logger } from 'pino'
@@ -164,6 +164,8 @@ export class Settler extends TypedEventEmitter<SettlerEvents> implements Startab
   readonly #now: () => number
   /** channelId → amount of a voucher the contract refused for good; left out until a higher one arrives. */
   readonly #refused = new Map<Hex, bigint>()
+  /** Vouchers without channel terms already warned about. */
+  readonly #orphans = new Set<Hex>()
   #rounds: Promise<unknown> = Promise.resolve()
   #timer: ReturnType<typeof setTimeout> | undefined
   #running = false
@@ -251,6 +253,8 @@ export class Settler extends TypedEventEmitter<SettlerEvents> implements Startab
     for (const voucher of await this.#store.listVouchers()) {
       const channel = channels.get(voucher.channelId)
       if (channel === undefined) {
+        if (this.#orphans.has(voucher.channelId)) continue
+        this.#orphans.add(voucher.channelId)
         this.#log.warn({ channelId: voucher.channelId }, 'voucher without channel terms in the store; it cannot be settled until the channel is recorded')
         continue
       }
@@ -338,8 +342,11 @@ export class Settler extends TypedEventEmitter<SettlerEvents> implements Startab
       if (outcome === 'in-flight') return { ...result, inFlight: signed.txHash }
       if (outcome !== 'dropped') result.batches.push(outcome)
     }
-    this.#lastRoundAt = this.#now()
-    await this.#store.putMeta(META_LAST_ROUND, String(this.#lastRoundAt))
+    // A deferred round keeps the interval due, so the next check tries again.
+    if (result.deferredGasPrice === undefined) {
+      this.#lastRoundAt = this.#now()
+      await this.#store.putMeta(META_LAST_ROUND, String(this.#lastRoundAt))
+    }
     return result
   }
 
@@ -353,7 +360,7 @@ export class Settler extends TypedEventEmitter<SettlerEvents> implements Startab
       const id = o.channel.channelId
       const view = onchain.get(id) as OnchainChannel
       const log = this.#log.child({ channelId: id })
-      if (view.payer === '0x0000000000000000000000000000000000000000') {
+      if (view.payer === zeroAddress) {
         log.warn('channel unknown to the contract; its voucher cannot be settled')
         this.#refused.set(id, o.voucher.cumulativeAmount)
         continue

@@ -128,15 +128,11 @@ export class SellerStore {
     return this.#head.hash
   }
 
-  /** The last audit entry's hash and the next sequence number. */
-  auditPosition (): AuditHead {
-    return { ...this.#head }
-  }
-
   // ---- channels ----------------------------------------------------------
 
   /** Records a channel's terms (or replaces them), with a `channel` audit entry, durably. */
-  async putChannel (channel: ChannelRecord): Promise<void> {
+  async putChannel (terms: ChannelRecord): Promise<void> {
+    const channel = { ...terms, channelId: idKey(terms.channelId) }
     await this.#exclusive(async () => {
       const audit = this.#nextAudit('channel', channel)
       await this.#write([this.#put(this.#channels, channel.channelId, channel), audit.op], audit.head)
@@ -147,7 +143,8 @@ export class SellerStore {
    * Applies `update` to a known channel, durably; with `auditKind` the change is
    * also recorded in the audit log. Returns the updated record.
    */
-  async updateChannel (channelId: Hex, update: ChannelUpdate, auditKind?: string): Promise<ChannelRecord> {
+  async updateChannel (id: Hex, update: ChannelUpdate, auditKind?: string): Promise<ChannelRecord> {
+    const channelId = idKey(id)
     return await this.#exclusive(async () => {
       const current = await this.#channels.get(channelId)
       if (current === undefined) throw new UnknownChannelError(channelId)
@@ -164,7 +161,7 @@ export class SellerStore {
 
   /** The terms of one channel, or undefined. */
   async getChannel (channelId: Hex): Promise<ChannelRecord | undefined> {
-    return await this.#channels.get(channelId)
+    return await this.#channels.get(idKey(channelId))
   }
 
   /** Every known channel. */
@@ -183,8 +180,9 @@ export class SellerStore {
    * is strictly higher than the stored one. The signature is not checked here; the
    * payment plane verifies it before calling.
    */
-  async persistVoucher (voucher: SignedVoucher): Promise<StoredVoucher> {
-    assertVoucherFields(voucher)
+  async persistVoucher (signed: SignedVoucher): Promise<StoredVoucher> {
+    assertVoucherFields(signed)
+    const voucher = { ...signed, channelId: idKey(signed.channelId) }
     return await this.#exclusive(async () => {
       const current = await this.#vouchers.get(voucher.channelId)
       if (current !== undefined && voucher.cumulativeAmount <= current.cumulativeAmount) {
@@ -211,7 +209,7 @@ export class SellerStore {
 
   /** The latest accepted voucher of a channel, or undefined. */
   async getVoucher (channelId: Hex): Promise<StoredVoucher | undefined> {
-    return await this.#vouchers.get(channelId)
+    return await this.#vouchers.get(idKey(channelId))
   }
 
   /** The latest accepted voucher of every channel. */
@@ -297,7 +295,8 @@ export class SellerStore {
         this.#put(this.#outbox, id, confirmed),
         this.#put(this.#batches, record.txHash, record)
       ]
-      for (const [channelId, amount] of settled) {
+      for (const [id, amount] of settled) {
+        const channelId = idKey(id)
         const channel = await this.#channels.get(channelId)
         if (channel !== undefined && amount > channel.settled) ops.push(this.#put(this.#channels, channelId, { ...channel, settled: amount }))
       }
@@ -380,6 +379,11 @@ export class SellerStore {
     this.#queue = run.catch(() => undefined)
     return run
   }
+}
+
+/** Channel ids are keyed (and stored) in lower case, whatever case a caller used. */
+function idKey (channelId: Hex): Hex {
+  return channelId.toLowerCase() as Hex
 }
 
 type Sublevel<V> = AbstractSublevel<StringLevel, string | Uint8Array, string, V>

@@ -49,7 +49,7 @@ contract SpareChannels {
         address signer;
     }
 
-    /// @dev Reason codes of `VoucherSkipped` (mirrored in protocol/contract/skip-reasons.ts).
+    /// @dev Reason codes of `VoucherSkipped` (mirrored by VOUCHER_SKIP_REASONS in protocol/contract/channels.ts).
     uint8 private constant SKIP_NO_CHANNEL = 1; // unknown id, wrong signer, other payee or other token
     uint8 private constant SKIP_WITHDRAWN = 2;
     uint8 private constant SKIP_NOT_INCREASING = 3; // replayed or stale: cumulative <= settled
@@ -61,6 +61,7 @@ contract SpareChannels {
     uint256 private constant SETTLED_SHIFT = 96;
     uint256 private constant DEADLINE_SHIFT = 192;
     uint256 private constant MASK_40 = (1 << 40) - 1;
+    /// @dev Set in every opened channel's hot slot, so a zero-deposit channel is not an empty slot.
     uint256 private constant FLAG_OPEN = 1 << 232;
     uint256 private constant FLAG_WITHDRAWN = 2 << 232;
     uint256 private constant MAX_CHALLENGE_PERIOD = 1 << 32;

@@ -21,7 +21,7 @@ export type VoucherSkipReason = keyof typeof VOUCHER_SKIP_REASONS
 
 /** Everything a channel id commits to. */
 export interface ChannelIdInput {
-  chainId: number | bigint
+  chainId: number
   contract: Address
   payer: Address
   payee: Address

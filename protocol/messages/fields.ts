@@ -1,5 +1,5 @@
 import { isIPv4, isIPv6 } from 'node:net'
-import { FormatRegistry, Type, type TString } from '@sinclair/typebox'
+import { FormatRegistry, Type } from '@sinclair/typebox'
 import { isAddress, type Address, type Hex } from 'viem'
 import { MAX_VOUCHER_AMOUNT, MAX_VOUCHER_BYTES } from '../voucher.ts'
 
@@ -63,7 +63,7 @@ export const Hex16 = Type.String({ maxLength: 32, pattern: '^[0-9a-f]{32}$' })
 export const ErrorCode = Type.String({ maxLength: 64, pattern: '^ERR_[A-Z0-9_]{1,60}$' })
 
 /** A short human-readable text: an error message or a close reason. */
-export const ShortText: TString = Type.String({ maxLength: 256 })
+export const ShortText = Type.String({ maxLength: 256 })
 
 /**
  * A DNS name: at most 253 characters (plus an optional trailing dot), labels of

@@ -36,7 +36,12 @@ export async function startTestChain (options: DevnetOptions = {}) {
     return receipt
   }
 
-  return { devnet, client, test, wallet, mined, stop: devnet.stop }
+  /** A JSON-RPC call viem has no typed action for (anvil_*, debug_*). */
+  function rpc (method: string, params: unknown[]): Promise<unknown> {
+    return (client.request as unknown as (args: { method: string, params: unknown[] }) => Promise<unknown>)({ method, params })
+  }
+
+  return { devnet, client, test, wallet, mined, rpc, stop: devnet.stop }
 }
 
 /** The value {@link startTestChain} resolves to. */

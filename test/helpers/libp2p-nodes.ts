@@ -17,6 +17,11 @@ export class NodeSet {
     return node
   }
 
+  /** The nodes still running. */
+  running (): Array<Libp2p<any>> {
+    return [...this.nodes]
+  }
+
   /** Stops one node now. */
   async stop (node: Libp2p<any>): Promise<void> {
     this.nodes.delete(node)

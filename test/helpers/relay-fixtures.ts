@@ -156,6 +156,15 @@ export async function canaryServer (host: string, port = 0): Promise<TestServer>
   return await listen(createServer(() => {}), host, port)
 }
 
+/** A listener that hands over its first accepted socket (paused, half-open capable). */
+export async function listenOnce (host: string): Promise<{ port: number, accepted: Promise<Socket>, close: () => Promise<void> }> {
+  let accept!: (socket: Socket) => void
+  const accepted = new Promise<Socket>((resolve) => { accept = resolve })
+  const server = createServer({ allowHalfOpen: true, pauseOnConnect: true }, (socket) => { accept(socket) })
+  const listening = await listen(server, host)
+  return { port: listening.port, accepted, close: listening.close }
+}
+
 /** Everything `socket` sends until it ends. */
 export async function readAll (socket: Socket): Promise<Buffer> {
   const chunks: Buffer[] = []

@@ -1,0 +1,118 @@
+import { rm } from 'node:fs/promises'
+import { join, resolve } from 'node:path'
+import type { Command } from 'commander'
+import { createPublicClient, createWalletClient, http, parseEther, type Address } from 'viem'
+import { privateKeyToAccount } from 'viem/accounts'
+import { createHardwareAdapter } from '../../../hardware/index.ts'
+import { startDevnet, type Devnet } from '../../chain/devnet.ts'
+import { createKeyFile, readKeyFile, type NodeKeys } from '../../config/keys.ts'
+import { envLayers, readConfigFile, resolveConfig, type ConfigLayer } from '../../config/load.ts'
+import { createLogger } from '../../log.ts'
+import { startSeller } from '../../seller.ts'
+import { printJson, printLines } from '../output.ts'
+import { untilSignal } from '../signals.ts'
+
+/** Flags of `spareband start`. */
+interface StartOptions {
+  config?: string
+  dev?: boolean
+  dataDir?: string
+  listen?: string[]
+  bootstrap?: string[]
+  json?: boolean
+}
+
+/** `spareband start`: runs the seller daemon until SIGINT/SIGTERM. */
+export function startCommand (program: Command): void {
+  program.command('start')
+    .description('run the seller daemon (with --dev: on a local anvil devnet with the contract deployed)')
+    .option('-c, --config <path>', 'configuration file (default $SPAREBAND_CONFIG; not needed with --dev)')
+    .option('--dev', 'embedded defaults: data in ./.spareband, a local anvil devnet, loopback only')
+    .option('--data-dir <dir>', 'data directory (LevelDB state and keys)')
+    .option('--listen <multiaddr...>', 'listen addresses')
+    .option('--bootstrap <multiaddr...>', 'DHT peers to join through')
+    .option('--json', 'print the started seller as JSON')
+    .action(async (opts: StartOptions) => {
+      let devnet: Devnet | undefined
+      const logger = createLogger()
+      try {
+        const layers: ConfigLayer[] = []
+        let keys: NodeKeys
+        if (opts.dev === true) {
+          const dataDir = resolve(opts.dataDir ?? process.env.SPAREBAND_DATA_DIR ?? '.spareband')
+          devnet = await startDevnet({ logger: logger.child({ component: 'devnet' }) })
+          keys = await loadOrCreateKeys(join(dataDir, 'keys.json'))
+          // a new devnet has none of the old channels: start the dev seller's state afresh
+          await rm(join(dataDir, 'seller'), { recursive: true, force: true })
+          await fund(devnet, keys.hot.address)
+          layers.push({
+            dataDir,
+            listen: ['/ip4/127.0.0.1/tcp/0'],
+            mdns: false,
+            hardware: 'simulated',
+            uplink: { interface: 'lo', capacityMbps: 100 },
+            chain: { rpcUrl: devnet.rpcUrl, chainId: devnet.chainId, contract: devnet.contract },
+            seller: { payoutAddress: privateKeyToAccount(devnet.accounts[1]).address, settleIntervalSec: 60 }
+          })
+        } else {
+          const path = opts.config ?? process.env.SPAREBAND_CONFIG ?? '/etc/spareband/config.json'
+          layers.push(await readConfigFile(path))
+          keys = await readKeyFile(join(resolveConfig([...layers, ...envLayers(process.env), flagLayer(opts)]).dataDir, 'keys.json'))
+        }
+        const config = resolveConfig([...layers, ...envLayers(process.env), flagLayer(opts)])
+        const log = logger.child({ component: 'seller' })
+        log.level = config.logLevel
+        const { adapter } = createHardwareAdapter({
+          adapter: config.hardware,
+          wanInterface: config.uplink.interface,
+          uplinkCapacityBytesPerSec: config.uplink.capacityMbps === undefined ? undefined : config.uplink.capacityMbps * 125_000
+        }, { logger })
+        const seller = await startSeller({ config, keys, adapter, logger: log })
+        const status = await seller.status()
+        if (opts.json === true) printJson({ ...status, devnet: devnet === undefined ? undefined : { rpcUrl: devnet.rpcUrl, chainId: devnet.chainId, contract: devnet.contract } })
+        else {
+          printLines(
+            `spareband seller ${status.peerId}`,
+            ...status.addresses.map((a) => `  listening  ${a}`),
+            `  chain      ${status.chainId}, contract ${status.contract}${devnet !== undefined ? ` (devnet ${devnet.rpcUrl})` : ''}`,
+            `  payout     ${status.payout} (hot key ${status.hotAddress} pays the gas)`,
+            `  prices     ${config.seller.prices.map((p) => `${p.pricePerGiB} per GiB of ${p.token}`).join(', ')}`,
+            `  capacity   ${(status.spareUplinkBps / 1e6).toFixed(1)} Mbit/s spare (${status.sharing}), hardware adapter ${adapter.kind}`,
+            `  data       ${config.dataDir}`,
+            'Press Ctrl-C to stop.'
+          )
+        }
+        await untilSignal()
+        log.info('stopping')
+        await seller.stop()
+      } finally {
+        await devnet?.stop()
+      }
+    })
+}
+
+function flagLayer (opts: StartOptions): ConfigLayer {
+  return {
+    ...(opts.dataDir !== undefined ? { dataDir: resolve(opts.dataDir) } : {}),
+    ...(opts.listen !== undefined ? { listen: opts.listen } : {}),
+    ...(opts.bootstrap !== undefined ? { bootstrap: opts.bootstrap } : {})
+  }
+}
+
+async function loadOrCreateKeys (path: string): Promise<NodeKeys> {
+  try {
+    return await readKeyFile(path)
+  } catch (err: any) {
+    if (err?.cause?.code !== 'ENOENT') throw err
+    return await createKeyFile(path)
+  }
+}
+
+/** Gives the dev hot key gas money from the devnet's first account. */
+async function fund (devnet: Devnet, to: Address): Promise<void> {
+  const transport = http(devnet.rpcUrl)
+  const wallet = createWalletClient({ account: privateKeyToAccount(devnet.accounts[0]), chain: devnet.chain, transport })
+  const client = createPublicClient({ chain: devnet.chain, transport })
+  const hash = await wallet.sendTransaction({ to, value: parseEther('10') })
+  await client.waitForTransactionReceipt({ hash, pollingInterval: 50 })
+}

@@ -1,0 +1,205 @@
+/**
+ * The seller daemon (`spareband start`): one libp2p node with the advertiser,
+ * the offer service, the payment service and the relay exit; LevelDB state;
+ * batch settlement and a chain watcher; spare capacity from the hardware adapter.
+ */
+import { networkInterfaces } from 'node:os'
+import { join } from 'node:path'
+import { getAddress, type Address } from 'viem'
+import type { Logger } from 'pino'
+import type { HardwareAdapter } from '../hardware/adapter.ts'
+import type { SharingPolicy } from '../hardware/spare-capacity.ts'
+import { exitPolicy } from '../protocol/exit-policy.ts'
+import { secp256k1Backend } from '../protocol/secp256k1.ts'
+import { VoucherVerifier } from '../protocol/voucher-verify.ts'
+import { CapacityMonitor } from './capacity-monitor.ts'
+import { createSpareChannelsClient, type SpareChannelsClient } from './chain/client.ts'
+import { ChainWatcher } from './chain/watcher.ts'
+import type { Config } from './config/schema.ts'
+import type { NodeKeys } from './config/keys.ts'
+import { createNode, type SparebandNode } from './node/create-node.ts'
+import { sellerPaymentService, type SellerPaymentService, type SessionInfo } from './payment/seller-payment-service.ts'
+import { relayExit, type RelayExit } from './relay/exit-service.ts'
+import { advertiser, type Advertiser } from './services/advertiser.ts'
+import { offerService, type OfferService } from './services/offer-service.ts'
+import { Settler } from './settlement/settler.ts'
+import { SellerStore } from './state/store.ts'
+
+/** Options of {@link startSeller}. */
+export interface SellerInit {
+  config: Config
+  keys: NodeKeys
+  adapter: HardwareAdapter
+  logger: Logger
+}
+
+/** The services of a seller's libp2p node. */
+export type SellerServices = { advertiser: Advertiser, offer: OfferService, payment: SellerPaymentService, relay: RelayExit }
+
+/** A seller's state at a glance (`spareband status`). */
+export interface SellerStatus {
+  peerId: string
+  addresses: string[]
+  payout: Address
+  hotAddress: Address
+  chainId: number
+  contract: Address
+  spareUplinkBps: number
+  sharing: string
+  lastAdvertisedAt: number | undefined
+  sessions: SessionInfo[]
+  owed: Array<{ channelId: string, token: string, owed: bigint }>
+  verifierBackend: string
+}
+
+/** A running seller. */
+export interface Seller {
+  node: SparebandNode<SellerServices>
+  store: SellerStore
+  chain: SpareChannelsClient
+  settler: Settler
+  status: () => Promise<SellerStatus>
+  stop: () => Promise<void>
+}
+
+/** Starts a seller from a validated config and its keys. */
+export async function startSeller (init: SellerInit): Promise<Seller> {
+  const { config, keys, adapter } = init
+  const log = init.logger
+  const backend = secp256k1Backend()
+  if (backend.fallbackReason !== undefined) log.warn({ reason: backend.fallbackReason }, 'native secp256k1 unavailable; verifying vouchers with @noble/curves (slower)')
+
+  const payout = getAddress(config.seller.payoutAddress ?? keys.hot.address)
+  const chain = createSpareChannelsClient({ rpcUrl: config.chain.rpcUrl, chainId: config.chain.chainId, contract: config.chain.contract, account: keys.hot })
+  const verifier = new VoucherVerifier({ chainId: config.chain.chainId, verifyingContract: config.chain.contract })
+  const prices = new Map(config.seller.prices.map((p) => [p.token.toLowerCase(), BigInt(p.pricePerGiB)]))
+  const store = await SellerStore.open({ dataDir: join(config.dataDir, 'seller') })
+  const stoppers: Array<() => Promise<void> | void> = [() => store.close()]
+  try {
+    await adapter.start()
+    stoppers.unshift(async () => { await adapter.stop() })
+    const capacity = new CapacityMonitor({ adapter, policy: sharingPolicy(config), soldThisPeriodBytes: () => 0n, logger: log })
+    await capacity.start()
+    stoppers.unshift(() => capacity.stop())
+    const spareBps = (): number => Math.floor(capacity.current().spareBytesPerSec * 8)
+
+    let node: SparebandNode<SellerServices> | undefined
+    node = await createNode<SellerServices>({
+      privateKey: keys.peerKey,
+      listen: config.listen,
+      bootstrap: config.bootstrap,
+      mdns: config.mdns,
+      services: {
+        advertiser: advertiser({ spareCapacity: () => ({ spareUplinkBps: spareBps() }), region: config.seller.region, logger: log }),
+        offer: offerService({
+          terms: () => spareBps() <= 0 ? null : {
+            payout,
+            chainId: config.chain.chainId,
+            contract: config.chain.contract,
+            tokens: config.seller.prices.map((p) => ({ token: p.token as Address, pricePerGiB: BigInt(p.pricePerGiB) })),
+            spareUplinkBps: spareBps(),
+            services: ['relay'],
+            region: config.seller.region,
+            reachability: 'unknown'
+          },
+          logger: log
+        }),
+        payment: sellerPaymentService({
+          store,
+          readChannel: (id) => chain.getChannel(id),
+          verifier,
+          chainId: config.chain.chainId,
+          contract: config.chain.contract,
+          payee: payout,
+          prices,
+          creditWindowBytes: BigInt(config.seller.creditWindowBytes),
+          maxSessions: config.seller.maxSessions,
+          available: () => spareBps() > 0,
+          logger: log
+        }),
+        relay: relayExit({
+          gate: { authorize: async (peer, id) => await (node as SparebandNode<SellerServices>).services.payment.authorize(peer, id) },
+          policy: exitPolicy({
+            ownAddresses: ownAddresses(),
+            deniedPorts: config.seller.exitPolicy.denyPorts,
+            allowedPorts: config.seller.exitPolicy.allowPorts,
+            allowCidrs: config.seller.exitPolicy.allowCidrs,
+            denyCidrs: config.seller.exitPolicy.denyCidrs
+          }),
+          maxStreamsPerPeer: config.seller.maxStreamsPerPeer,
+          logger: log
+        })
+      }
+    })
+    const started = node
+    stoppers.unshift(() => started.stop())
+
+    const settler = new Settler({
+      store,
+      chain,
+      logger: log,
+      intervalMs: config.seller.settleIntervalSec * 1000,
+      threshold: BigInt(config.seller.settleThreshold),
+      gasPriceCap: BigInt(Math.round(config.chain.gasPriceCapGwei * 1e9))
+    })
+    await settler.start()
+    stoppers.unshift(() => settler.stop())
+    const watcher = new ChainWatcher({ store, chain, logger: log, settler })
+    watcher.addEventListener('close-requested', (e) => started.services.payment.onChannelEvent(e.detail.channelId, { closeDeadline: Number(e.detail.closeDeadline) }))
+    watcher.addEventListener('topped-up', (e) => started.services.payment.onChannelEvent(e.detail.channelId, { deposit: e.detail.deposit }))
+    await watcher.start()
+    stoppers.unshift(() => watcher.stop())
+
+    log.info({ peerId: started.peerId.toString(), addrs: started.getMultiaddrs().map(String), payout, contract: config.chain.contract }, 'seller started')
+    return {
+      node: started,
+      store,
+      chain,
+      settler,
+      status: async () => ({
+        peerId: started.peerId.toString(),
+        addresses: started.getMultiaddrs().map(String),
+        payout,
+        hotAddress: keys.hot.address,
+        chainId: config.chain.chainId,
+        contract: config.chain.contract,
+        spareUplinkBps: spareBps(),
+        sharing: capacity.current().reason,
+        lastAdvertisedAt: started.services.advertiser.lastAdvertisedAt,
+        sessions: started.services.payment.sessions(),
+        owed: (await settler.owed()).map((o) => ({ channelId: o.channel.channelId, token: o.channel.token, owed: o.owed })),
+        verifierBackend: verifier.backend
+      }),
+      stop: async () => {
+        for (const stop of stoppers) await stop()
+      }
+    }
+  } catch (err) {
+    for (const stop of stoppers) await Promise.resolve(stop()).catch(() => {})
+    throw err
+  }
+}
+
+/** The operator's sharing rules from the config. */
+function sharingPolicy (config: Config): SharingPolicy {
+  const s = config.seller
+  const days = (['sun', 'mon', 'tue', 'wed', 'thu', 'fri', 'sat'] as const).filter((_, i) => s.schedule.days.includes(i))
+  const always = days.length === 7 && s.schedule.fromHour === 0 && s.schedule.toHour === 24
+  return {
+    timeZone: Intl.DateTimeFormat().resolvedOptions().timeZone,
+    schedule: always ? null : [{ days: [...days], start: hh(s.schedule.fromHour), end: hh(s.schedule.toHour) }],
+    bandwidthLimitBytesPerSec: s.bandwidthLimitMbps === undefined ? null : s.bandwidthLimitMbps * 125_000,
+    monthlyCapBytes: s.monthlyCapGiB === undefined ? null : BigInt(Math.round(s.monthlyCapGiB * 2 ** 30)),
+    capResetDay: 1,
+    reserveFraction: 0.1
+  }
+}
+
+function hh (hour: number): string {
+  return `${String(hour).padStart(2, '0')}:00`
+}
+
+/** Every address of this machine's interfaces: the exit never connects to them. */
+function ownAddresses (): string[] {
+  return Object.values(networkInterfaces()).flatMap((list) => (list ?? []).map((i) => i.address.split('%')[0]))
+}
