@@ -181,8 +181,11 @@ describe('payment stream (real nodes, real chain, real LevelDB)', () => {
       assert.ok(received < payload.length, 'the download did not complete')
       assert.ok(BigInt(received) <= WINDOW, `received ${received} bytes unpaid, more than one window`)
       // The seller recorded the session's exposure, within the window.
-      const sessions = await store.listSessions()
-      const rec = sessions.find((s) => s.id === sessionId)
+      let rec: Awaited<ReturnType<typeof store.getSession>>
+      for (let i = 0; i < 100 && rec?.state !== 'ended'; i++) {
+        rec = await store.getSession(sessionId)
+        if (rec?.state !== 'ended') await new Promise((resolve) => setTimeout(resolve, 50))
+      }
       assert.ok(rec !== undefined && rec.state === 'ended')
       assert.ok(rec.deliveredBytes <= WINDOW)
       assert.ok(rec.maxExposure <= amountForBytes(WINDOW, PRICE))

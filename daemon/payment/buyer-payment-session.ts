@@ -45,6 +45,14 @@ export interface BuyerPaymentInit {
   catchUpMs?: number
   /** Time for the seller to answer `open`. Default 10 s. */
   timeoutMs?: number
+  /** What the session pays for. Default `relay`. */
+  service?: SessionOpen['service']
+  /**
+   * The buyer's own meter reading for this channel when the session opens (gateway:
+   * its interface meter, which keeps counting across sessions). Default: continue from
+   * the voucher base the seller and this buyer agree on (relay).
+   */
+  meteredBytes?: bigint
   logger: Logger
 }
 
@@ -65,6 +73,7 @@ export class BuyerPaymentSession extends EventEmitter<BuyerPaymentEvents> {
   readonly channel: BuyerChannel
   readonly creditWindowBytes: bigint
   #ackedAmount: bigint
+  #wireBytes = 0
   #closed = false
   #closeError: PaymentSessionError | undefined
   #pending: { seq: number, cumulativeBytes: bigint, amountDue: bigint, since: number } | undefined
@@ -90,6 +99,11 @@ export class BuyerPaymentSession extends EventEmitter<BuyerPaymentEvents> {
   /** Cumulative amount the seller has acknowledged (persisted). */
   get paidAmount (): bigint {
     return this.#ackedAmount
+  }
+
+  /** Payment-protocol bytes this session moved both ways (messages and their length prefixes), after the handshake. */
+  get wireBytes (): number {
+    return this.#wireBytes
   }
 
   /** Whether the session has ended. */
@@ -125,7 +139,9 @@ export class BuyerPaymentSession extends EventEmitter<BuyerPaymentEvents> {
     }, Math.max(20, Math.min(250, catchUpMs / 4)))
     try {
       while (!this.#closed) {
-        const msg = paymentCodecs.fromSeller.decode(await this.#framed.read())
+        const bytes = await this.#framed.read()
+        this.#wireBytes += framedSize(bytes.byteLength)
+        const msg = paymentCodecs.fromSeller.decode(bytes)
         switch (msg.type) {
           case 'usage':
             this.#pending = { seq: msg.seq, cumulativeBytes: msg.cumulativeBytes, amountDue: msg.amountDue, since: this.#pending?.since ?? Date.now() }
@@ -190,6 +206,7 @@ export class BuyerPaymentSession extends EventEmitter<BuyerPaymentEvents> {
   #sendTail: Promise<void> = Promise.resolve()
   #send (message: PaymentBuyerMessage): Promise<void> {
     const bytes = paymentCodecs.fromBuyer.encode(message)
+    this.#wireBytes += framedSize(bytes.byteLength)
     this.#sendTail = this.#sendTail.catch(() => {}).then(() => this.#framed.write(bytes))
     return this.#sendTail
   }
@@ -208,11 +225,20 @@ export class BuyerPaymentSession extends EventEmitter<BuyerPaymentEvents> {
  * seller's code when it refuses.
  */
 export async function openBuyerPaymentSession (init: BuyerPaymentInit): Promise<BuyerPaymentSession> {
-  const signal = AbortSignal.timeout(init.timeoutMs ?? 10_000)
-  const stream = await init.dialProtocol(init.seller, PAYMENT_PROTOCOL, { signal })
+  // the handshake's time limit only: libp2p ties a dial's signal to the stream, so it must not fire later
+  const handshake = new AbortController()
+  const timer = setTimeout(() => { handshake.abort(new PaymentSessionError('ERR_SESSION_TIMEOUT', 'the seller did not accept the session in time; try another seller')) }, init.timeoutMs ?? 10_000)
+  const signal = handshake.signal
+  let stream: Stream
+  try {
+    stream = await init.dialProtocol(init.seller, PAYMENT_PROTOCOL, { signal })
+  } catch (err) {
+    clearTimeout(timer)
+    throw err
+  }
   const framed = framedStream(stream, { maxMessageBytes: PAYMENT_MAX_MESSAGE_BYTES, timeoutMs: 24 * 3600_000 })
   try {
-    await framed.write(paymentCodecs.fromBuyer.encode({ v: 1, type: 'open', channel: init.channel, service: 'relay', pricePerGiB: init.pricePerGiB }), { signal })
+    await framed.write(paymentCodecs.fromBuyer.encode({ v: 1, type: 'open', channel: init.channel, service: init.service ?? 'relay', pricePerGiB: init.pricePerGiB }), { signal })
     const answer = paymentCodecs.fromSeller.decode(await framed.read({ signal }))
     if (answer.type === 'rejected') throw new PaymentSessionError(answer.code, `the seller refused the session: ${answer.message}`)
     if (answer.type !== 'accepted') throw new PaymentSessionError('ERR_PROTOCOL', `expected "accepted", the seller sent "${answer.type}"`)
@@ -227,13 +253,20 @@ export async function openBuyerPaymentSession (init: BuyerPaymentInit): Promise<
       tolerance: init.tolerance ?? DEFAULT_METER_TOLERANCE,
       lastSigned: own,
       // Both meters continue from the seller's base: bytes it already holds a voucher for.
-      meteredBytes: answer.paid.cumulativeBytes > base.cumulativeBytes ? base.cumulativeBytes : answer.paid.cumulativeBytes
+      meteredBytes: init.meteredBytes ?? (answer.paid.cumulativeBytes > base.cumulativeBytes ? base.cumulativeBytes : answer.paid.cumulativeBytes)
     })
+    clearTimeout(timer)
     const session = new BuyerPaymentSession(stream, framed, answer, init, channel)
     void session.run()
     return session
   } catch (err) {
+    clearTimeout(timer)
     stream.abort(err instanceof Error ? err : new Error(String(err)))
     throw err
   }
+}
+
+/** Bytes of a message on the wire: its unsigned-varint length prefix plus the message. */
+function framedSize (length: number): number {
+  return length + (length < 0x80 ? 1 : length < 0x4000 ? 2 : 3)
 }

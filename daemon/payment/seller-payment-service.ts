@@ -14,7 +14,9 @@
  * 3. A buyer that leaves its credit exhausted for `paymentTimeoutMs` is cut
  *    off: the session is revoked, its streams aborted, the exposure recorded.
  *
- * The service is also the relay exit's {@link RelaySessionGate}.
+ * The service is also the relay exit's {@link RelaySessionGate}. A `gateway`
+ * session (hotspot/LAN buyer) is handed to the {@link GatewaySessionHost}, which
+ * admits the buyer's device and feeds the kernel's counts into the session.
  */
 import { randomBytes } from 'node:crypto'
 import { isAddressEqual, type Address, type Hex } from 'viem'
@@ -30,7 +32,9 @@ import type { OnchainChannel } from '../chain/client.ts'
 import { framedStream, type FramedStream } from '../framing.ts'
 import type { RelayAuthorization, RelaySessionGate } from '../relay/session-gate.ts'
 import type { SellerStore } from '../state/store.ts'
-import { SellerSession, SessionRevokedError } from './seller-session.ts'
+import type { GatewayClient } from '../../hardware/adapter.ts'
+import type { GatewaySessionHost } from '../gateway/session-host.ts'
+import { SellerSession, SessionRevokedError, type SessionService } from './seller-session.ts'
 
 /** Options of {@link sellerPaymentService}. */
 export interface SellerPaymentInit {
@@ -61,6 +65,8 @@ export interface SellerPaymentInit {
   maxSessions?: number
   /** Whether the service sells (the advertiser's spare capacity); refused with `ERR_SERVICE_UNAVAILABLE` otherwise. */
   available?: () => boolean
+  /** The gateway (hotspot/LAN mode); without it `service: 'gateway'` sessions are refused. */
+  gateway?: GatewaySessionHost
   logger: Logger
 }
 
@@ -79,6 +85,7 @@ class SessionRefusal extends SparebandError {}
 export interface SessionInfo {
   id: string
   peer: string
+  service: SessionService
   channelId: Hex
   deliveredBytes: bigint
   paidAmount: bigint
@@ -97,6 +104,7 @@ export class SellerPaymentService implements Startable, RelaySessionGate {
   readonly #sessions = new Map<string, SellerSession>()
   readonly #windowBytes: bigint
   readonly #toleranceBytes: bigint
+  readonly #relayed = { up: 0n, down: 0n }
 
   constructor (components: SellerPaymentComponents, init: SellerPaymentInit) {
     this.#components = components
@@ -126,6 +134,7 @@ export class SellerPaymentService implements Startable, RelaySessionGate {
     return [...this.#sessions.values()].map((s) => ({
       id: s.id,
       peer: s.peer.toString(),
+      service: s.service,
       channelId: s.channel.terms.channelId,
       deliveredBytes: s.channel.deliveredBytes,
       paidAmount: s.channel.paidAmount,
@@ -133,6 +142,11 @@ export class SellerPaymentService implements Startable, RelaySessionGate {
       maxExposure: s.maxExposure,
       starved: s.starved
     }))
+  }
+
+  /** Payload bytes the relay exit forwarded for all sessions since start, per direction (`up` = to targets): its userspace count. */
+  relayedBytes (): { up: bigint, down: bigint } {
+    return { ...this.#relayed }
   }
 
   /** Feeds a chain event to live sessions of the channel. */
@@ -154,6 +168,9 @@ export class SellerPaymentService implements Startable, RelaySessionGate {
     if (session.revokedReason !== undefined) {
       return { ok: false, code: 'ERR_NO_CREDIT', message: `the payment session ended: ${session.revokedReason.message}` }
     }
+    if (session.service !== 'relay') {
+      return { ok: false, code: 'ERR_UNKNOWN_SESSION', message: 'this payment session pays for gateway traffic; open a relay session for relay streams' }
+    }
     return { ok: true, session }
   }
 
@@ -168,7 +185,7 @@ export class SellerPaymentService implements Startable, RelaySessionGate {
       const first = await this.#read(framed, AbortSignal.timeout(this.#init.handshakeTimeoutMs ?? 10_000))
       if (first.type !== 'open') throw new SessionRefusal('ERR_PROTOCOL', `the first message must be "open", got "${first.type}"`)
       try {
-        session = await this.#openSession(peer, first)
+        session = await this.#openSession(peer, first, connection)
       } catch (err) {
         if (!(err instanceof SessionRefusal)) throw err
         log.info({ code: err.code }, 'session refused: %s', err.message)
@@ -212,6 +229,8 @@ export class SellerPaymentService implements Startable, RelaySessionGate {
       reportQueued = true
       queueMicrotask(() => { reportQueued = false; report() })
     })
+    // Usage the gateway counted before this session (e.g. across a restart) is asked for at once.
+    session.requestReport()
     // Cut off a buyer that leaves its credit exhausted without paying.
     const watchdog = setInterval(() => {
       if (!session.starved) { starvedSince = undefined; return }
@@ -265,10 +284,20 @@ export class SellerPaymentService implements Startable, RelaySessionGate {
     return paymentCodecs.fromBuyer.decode(await framed.read({ signal }))
   }
 
-  async #openSession (peer: PeerId, open: SessionOpen): Promise<SellerSession> {
+  async #openSession (peer: PeerId, open: SessionOpen, connection: Connection): Promise<SellerSession> {
     const init = this.#init
     if (init.available !== undefined && !init.available()) throw new SessionRefusal('ERR_SERVICE_UNAVAILABLE', 'this seller has no spare capacity now; pick another seller')
-    if (open.service !== 'relay') throw new SessionRefusal('ERR_SERVICE_UNAVAILABLE', `service "${open.service}" is not offered by this seller`)
+    const gateway = open.service === 'gateway' ? init.gateway : undefined
+    if (open.service !== 'relay' && gateway === undefined) throw new SessionRefusal('ERR_SERVICE_UNAVAILABLE', `service "${open.service}" is not offered by this seller`)
+    let client: GatewayClient | undefined
+    if (gateway !== undefined) {
+      try {
+        client = await gateway.clientOf(connection)
+      } catch (err) {
+        if (err instanceof SparebandError) throw new SessionRefusal(err.code, err.message)
+        throw err
+      }
+    }
     if (this.#sessions.size >= (init.maxSessions ?? 256)) throw new SessionRefusal('ERR_TOO_MANY_SESSIONS', 'this seller is at its session limit; try again later or pick another seller')
     const c = open.channel
     if (c.chainId !== init.chainId || !isAddressEqual(c.contract, init.contract)) {
@@ -299,52 +328,54 @@ export class SellerPaymentService implements Startable, RelaySessionGate {
     const stored = await init.store.getVoucher(c.channelId)
     const known = await init.store.getChannel(c.channelId)
     const nowMs = Date.now()
+    const { salt: _salt, ...ids } = c
+    const terms = { ...ids, deposit: onchain.deposit, pricePerGiB: open.pricePerGiB }
     await init.store.putChannel({
-      chainId: c.chainId,
-      contract: c.contract,
-      channelId: c.channelId,
-      payer: c.payer,
-      payee: c.payee,
-      token: c.token,
-      signer: c.signer,
-      deposit: onchain.deposit,
+      ...terms,
       closeDeadline: 0n,
-      pricePerGiB: open.pricePerGiB,
       settled: onchain.settled > (known?.settled ?? 0n) ? onchain.settled : (known?.settled ?? 0n),
       openedAt: known?.openedAt ?? nowMs,
       lastSeenAt: nowMs
     })
     const channel = new SellerChannel({
-      terms: {
-        chainId: c.chainId,
-        contract: c.contract,
-        channelId: c.channelId,
-        payer: c.payer,
-        payee: c.payee,
-        token: c.token,
-        signer: c.signer,
-        deposit: onchain.deposit,
-        closeDeadline: null,
-        pricePerGiB: open.pricePerGiB
-      },
+      terms: { ...terms, closeDeadline: null },
       verifier: init.verifier,
       config: { creditWindowBytes: this.#windowBytes, minSecondsBeforeDeadline: init.minSecondsBeforeDeadline ?? 3600 },
-      lastVoucher: stored === undefined ? undefined : { channelId: stored.channelId, cumulativeAmount: stored.cumulativeAmount, cumulativeBytes: stored.cumulativeBytes, signature: stored.signature }
+      lastVoucher: stored === undefined ? undefined : { channelId: stored.channelId, cumulativeAmount: stored.cumulativeAmount, cumulativeBytes: stored.cumulativeBytes, signature: stored.signature },
+      // the gateway's count survives restarts: usage forwarded but not yet paid stays owed
+      deliveredBytes: gateway?.deliveredBytes(c.channelId)
     })
     const session = new SellerSession({
       id: randomBytes(16).toString('hex'),
       peer,
       channel,
-      reportEveryBytes: this.#windowBytes / 2n,
-      nowSec: () => Math.floor(Date.now() / 1000)
+      // ask for a voucher at 5/8 of the window: 3/8 stay for the bytes in flight while it is signed and persisted
+      reportEveryBytes: this.#windowBytes * 5n / 8n,
+      nowSec: () => Math.floor(Date.now() / 1000),
+      service: open.service,
+      onTake: (bytes, direction) => { this.#relayed[direction] += BigInt(bytes) }
     })
     this.#sessions.set(session.id, session)
+    if (gateway !== undefined && client !== undefined) {
+      try {
+        await gateway.attach(session, client)
+      } catch (err: any) {
+        this.#sessions.delete(session.id)
+        if (err instanceof SparebandError && err.code === 'ERR_GATEWAY_CLIENT_BUSY') throw new SessionRefusal(err.code, err.message)
+        this.#log.error({ err: err?.message, ip: client.ip }, 'cannot admit a gateway client')
+        throw new SessionRefusal('ERR_SERVICE_UNAVAILABLE', 'the gateway cannot admit your device now; try again later')
+      }
+    }
     return session
   }
 
   async #endSession (session: SellerSession, log: Logger): Promise<void> {
     this.#sessions.delete(session.id)
     session.revoke(new SessionRevokedError('ERR_SESSION_ENDED', 'the payment session ended'))
+    if (session.service === 'gateway') {
+      // the client's last counts belong to this session: evict before recording it
+      await this.#init.gateway?.detach(session).catch((err: any) => log.error({ err: err?.message }, 'cannot evict the gateway client of an ended session'))
+    }
     try {
       await this.#init.store.putSession({
         id: session.id,

@@ -17,7 +17,12 @@ export interface SellerSessionEvents {
   'report-due': []
   /** The session ended; listeners must not expect more events. */
   revoked: [SessionRevokedError]
+  /** A persisted voucher (or a chain event) may have granted credit. */
+  credit: []
 }
+
+/** What a session pays for: relay streams, or traffic the kernel forwards for a LAN client. */
+export type SessionService = 'relay' | 'gateway'
 
 /** Options of a {@link SellerSession}. */
 export interface SellerSessionInit {
@@ -28,6 +33,10 @@ export interface SellerSessionInit {
   reportEveryBytes: bigint
   /** Clock in unix seconds. */
   nowSec: () => number
+  /** Default `relay`. */
+  service?: SessionService
+  /** Called with every chunk of relay credit granted (the relay exit's userspace byte count). */
+  onTake?: (bytes: number, direction: RelayDirection) => void
 }
 
 /**
@@ -39,12 +48,15 @@ export class SellerSession extends EventEmitter<SellerSessionEvents> implements 
   readonly id: string
   readonly peer: PeerId
   readonly channel: SellerChannel
+  readonly service: SessionService
   readonly startedAt = Date.now()
   readonly #reportEveryBytes: bigint
   readonly #nowSec: () => number
+  readonly #onTake: ((bytes: number, direction: RelayDirection) => void) | undefined
   #reportedBytes = 0n
   #maxExposure = 0n
   #waiters = new Set<() => void>()
+  #held = false
   #revoked: SessionRevokedError | undefined
 
   constructor (init: SellerSessionInit) {
@@ -54,7 +66,10 @@ export class SellerSession extends EventEmitter<SellerSessionEvents> implements 
     this.channel = init.channel
     this.#reportEveryBytes = init.reportEveryBytes
     this.#nowSec = init.nowSec
-    this.#reportedBytes = init.channel.deliveredBytes
+    this.service = init.service ?? 'relay'
+    this.#onTake = init.onTake
+    // Usage restored from before a restart (gateway) is unreported until a report asks for it.
+    this.#reportedBytes = init.channel.lastVoucher?.cumulativeBytes ?? 0n
   }
 
   /** Highest value delivered but unpaid at any moment of this session (token base units). */
@@ -67,9 +82,9 @@ export class SellerSession extends EventEmitter<SellerSessionEvents> implements 
     return this.#revoked
   }
 
-  /** Whether streams are waiting for credit right now. */
+  /** Whether usage waits for credit right now: relay streams paused, or the gateway client evicted. */
   get starved (): boolean {
-    return this.#waiters.size > 0
+    return this.#waiters.size > 0 || this.#held
   }
 
   take (bytes: number, _direction: RelayDirection): number {
@@ -77,11 +92,11 @@ export class SellerSession extends EventEmitter<SellerSessionEvents> implements 
     const remaining = this.channel.creditRemainingBytes(this.#nowSec())
     const granted = BigInt(bytes) <= remaining ? bytes : Number(remaining)
     if (granted > 0) {
-      this.channel.recordDelivered(BigInt(granted))
-      const exposure = this.channel.unpaidAmount
-      if (exposure > this.#maxExposure) this.#maxExposure = exposure
+      this.#record(BigInt(granted))
+      this.#onTake?.(granted, _direction)
     }
-    if (granted < bytes || this.channel.deliveredBytes - this.#reportedBytes >= this.#reportEveryBytes) {
+    const unreported = this.channel.deliveredBytes - this.#reportedBytes
+    if (unreported >= this.#reportEveryBytes || (granted < bytes && unreported > 0n && !this.#reportOutstanding())) {
       this.emit('report-due')
     }
     return granted
@@ -110,7 +125,7 @@ export class SellerSession extends EventEmitter<SellerSessionEvents> implements 
       }
       this.#waiters.add(wake)
       signal.addEventListener('abort', onAbort, { once: true })
-      this.emit('report-due')
+      if (!this.#reportOutstanding()) this.emit('report-due')
     })
   }
 
@@ -123,6 +138,45 @@ export class SellerSession extends EventEmitter<SellerSessionEvents> implements 
     return () => { this.off('revoked', listener) }
   }
 
+  /**
+   * Whether the last usage report still waits for its voucher. While it does, running
+   * out of credit asks for no new report: one more would only split the same payment
+   * into smaller vouchers (more payment bytes per relayed byte).
+   */
+  #reportOutstanding (): boolean {
+    return this.#reportedBytes > (this.channel.lastVoucher?.cumulativeBytes ?? 0n)
+  }
+
+  /**
+   * Records bytes the kernel already forwarded for this session (gateway mode: they
+   * were counted, not granted beforehand) and asks for a report every report interval,
+   * or when the credit is used up and no report is outstanding.
+   */
+  recordForwarded (bytes: bigint): void {
+    if (bytes > 0n) this.#record(bytes)
+    const unreported = this.channel.deliveredBytes - this.#reportedBytes
+    if (unreported >= this.#reportEveryBytes ||
+        (unreported > 0n && !this.#reportOutstanding() && this.channel.creditRemainingBytes(this.#nowSec()) === 0n)) {
+      this.emit('report-due')
+    }
+  }
+
+  /** Asks for a usage report if usage is unreported and no report is outstanding (e.g. the gateway client went idle). */
+  requestReport (): void {
+    if (this.channel.deliveredBytes > this.#reportedBytes && !this.#reportOutstanding()) this.emit('report-due')
+  }
+
+  /** Gateway mode: the client is held out of the gateway set until credit returns (counts as starved). */
+  setHeld (held: boolean): void {
+    this.#held = held
+  }
+
+  #record (bytes: bigint): void {
+    this.channel.recordDelivered(bytes)
+    const exposure = this.channel.unpaidAmount
+    if (exposure > this.#maxExposure) this.#maxExposure = exposure
+  }
+
   /** Marks usage up to the channel's current delivered bytes as reported. */
   markReported (): void {
     this.#reportedBytes = this.channel.deliveredBytes
@@ -131,6 +185,7 @@ export class SellerSession extends EventEmitter<SellerSessionEvents> implements 
   /** Wakes every stream waiting for credit (after a voucher was persisted and committed). */
   creditChanged (): void {
     for (const wake of [...this.#waiters]) wake()
+    this.emit('credit')
   }
 
   /** Ends the session: waiting streams fail and every stream of the session is aborted. */

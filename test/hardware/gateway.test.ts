@@ -96,9 +96,10 @@ describe('nftables gateway in network namespaces', { skip: unavailable ?? false 
     const downL3 = (afterStats.rxBytes - before.rxBytes) - 14n * (afterStats.rxPackets - before.rxPackets)
     assert.ok(within(c.uploadBytes, upL3, 0.01), `upload: kernel ${c.uploadBytes} vs interface L3 ${upL3}`)
     assert.ok(within(c.downloadBytes, downL3, 0.01), `download: kernel ${c.downloadBytes} vs interface L3 ${downL3}`)
-    // L3 bytes carry the payload plus IP/TCP headers (a few % at most).
-    assert.ok(c.uploadBytes >= 4_000_008n && c.uploadBytes < 4_000_008n * 105n / 100n, `upload ${c.uploadBytes} vs payload 4000008`)
-    assert.ok(c.downloadBytes >= 8_000_000n && c.downloadBytes < 8_000_000n * 105n / 100n, `download ${c.downloadBytes} vs payload 8000000`)
+    // L3 bytes carry the payload plus IP/TCP headers; the upload side also carries the
+    // ACKs of the download (52-byte packets), several % when segments are small under load.
+    assert.ok(c.uploadBytes >= 4_000_008n && c.uploadBytes < 4_000_008n * 110n / 100n, `upload ${c.uploadBytes} vs payload 4000008`)
+    assert.ok(c.downloadBytes >= 8_000_000n && c.downloadBytes < 8_000_000n * 110n / 100n, `download ${c.downloadBytes} vs payload 8000000`)
     assert.equal(r.total.txBytes, c.uploadBytes)
     assert.equal(r.total.rxBytes, c.downloadBytes)
     const again = await adapter.readCounters()
