@@ -71,8 +71,11 @@ async function stop (node: Libp2p<any>): Promise<void> {
 }
 
 try {
+  // build the DHT first: every node joins (sellers without capacity yet), then refreshes its routing table, so
+  // that the network is settled as a long-running one would be; only then do the sellers advertise
+  let selling = false
   const boot = await start({ privateKey: await generateKeyPair('Ed25519') })
-  const dhtPeers: Array<Libp2p<any>> = [boot]
+  const dhtPeers: Array<SparebandNode<any>> = [boot]
   const sellers: Array<SparebandNode<{ advertiser: Advertiser }>> = []
   for (let i = 1; i < NODES; i += START_BATCH) {
     const batch = await Promise.all(Array.from({ length: Math.min(START_BATCH, NODES - i) }, async (_, j) => {
@@ -85,7 +88,7 @@ try {
         privateKey,
         bootstrap,
         services: {
-          advertiser: advertiser({ logger, region: 'eu', spareCapacity: () => ({ spareUplinkBps: 10_000_000 }) }),
+          advertiser: advertiser({ logger, region: 'eu', spareCapacity: () => ({ spareUplinkBps: selling ? 10_000_000 : 0 }) }),
           offer: offerService({ logger, terms: () => terms(index) })
         }
       })
@@ -93,15 +96,23 @@ try {
       return seller
     }))
     dhtPeers.push(...batch)
-    for (let k = 0; k < 1000 && !sellers.every((s) => s.services.advertiser.advertising); k++) await new Promise((resolve) => setTimeout(resolve, 20))
   }
+  for (let i = 0; i < dhtPeers.length; i += START_BATCH) {
+    await Promise.all(dhtPeers.slice(i, i + START_BATCH).map(async (node) => node.services.dht.refreshRoutingTable()))
+  }
+  const plainPeers = dhtPeers.filter((node) => !sellers.includes(node))
+  selling = true
+  await Promise.all(sellers.map(async (seller) => seller.services.advertiser.refresh()))
+  // a provide can miss every DHT peer under this start-up load; the advertiser then retries after 1 s, 2 s, …
+  for (let i = 0; i < 1_500 && !sellers.every((s) => s.services.advertiser.advertising); i++) await new Promise((resolve) => setTimeout(resolve, 20))
   if (!sellers.every((s) => s.services.advertiser.advertising)) throw new Error('not every seller advertised')
-  await new Promise((resolve) => setTimeout(resolve, 2_000))
+  await new Promise((resolve) => setTimeout(resolve, 5_000))
 
   const searchMs: number[] = []
   const baselineMs: number[] = []
   for (let q = 0; q < QUERIES; q++) {
-    const entry = dhtPeers[1 + Math.floor(Math.random() * (dhtPeers.length - 1))]
+    // buyers join through a DHT node that does not sell, so every offer needs a lookup and a new connection
+    const entry = plainPeers[Math.floor(Math.random() * plainPeers.length)]
 
     const buyer = await freshBuyer(entry)
     const discovery = new SellerDiscovery(buyer, { chainId: CHAIN_ID, contract: CONTRACT, token: zeroAddress, logger })

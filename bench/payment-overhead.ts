@@ -52,6 +52,7 @@ try {
     dataDir: dir,
     listen: ['/ip4/127.0.0.1/tcp/0'],
     mdns: false,
+    apiListen: '127.0.0.1:0',
     hardware: 'simulated',
     uplink: { interface: 'lo', capacityMbps: 10_000 },
     chain: { rpcUrl: devnet.rpcUrl, chainId: devnet.chainId, contract: devnet.contract },

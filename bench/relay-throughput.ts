@@ -7,7 +7,9 @@
  *
  *   client → TCP proxy → TCP proxy → TCP source
  *
- * measured in the same run. The seller (and the baseline's second proxy) runs
+ * measured in the same run: 512 MiB as well, half before and half after the
+ * relay transfer, so that load drift on a shared machine hits both alike.
+ * The seller (and the baseline's second proxy) runs
  * in a child process, so `exitCpuSecPerGB` is the exit's own CPU time
  * (`process.cpuUsage()`) per 10^9 bytes relayed. Everything listens on
  * loopback; the source on 127.0.0.2, the one address the exit policy allows.
@@ -110,23 +112,31 @@ async function tcpForwarder (host: string, port: number): Promise<Server> {
   return server
 }
 
-/** Sends TOTAL_BYTES to every client, then ends. */
+/**
+ * Sends every client the number of bytes it asks for (a decimal number, then
+ * end of its writable side; TOTAL_BYTES when it sends nothing), then ends.
+ */
 async function sourceServer (): Promise<Server> {
   const block = randomBytes(1024 * 1024)
   const server = createServer({ allowHalfOpen: true }, (socket) => {
-    socket.resume()
+    let request = ''
+    socket.setEncoding('latin1')
+    socket.on('data', (text: string) => { request += text.slice(0, 32) })
+    socket.once('end', () => {
+      const size = request === '' ? TOTAL_BYTES : Number(request)
+      pump(Number.isSafeInteger(size) && size > 0 && size <= TOTAL_BYTES ? size : TOTAL_BYTES)
+    })
     let sent = 0
-    const pump = (): void => {
-      while (sent < TOTAL_BYTES) {
+    const pump = (size: number): void => {
+      while (sent < size) {
         sent += block.byteLength
         if (!socket.write(block)) {
-          socket.once('drain', pump)
+          socket.once('drain', () => { pump(size) })
           return
         }
       }
       socket.end()
     }
-    pump()
   })
   await new Promise<void>((resolve) => { server.listen(0, SOURCE_HOST, resolve) })
   return server
@@ -202,15 +212,17 @@ async function main (): Promise<void> {
   const sourcePort = (source.address() as AddressInfo).port
   const children: ChildProcess[] = []
   try {
-    // baseline: client → proxy (here) → proxy (child) → source
+    // baseline: client → proxy (here) → proxy (child) → source, half before
+    // and half after the relay run so that load drift affects both alike
     const far = await spawnRole('tcp-proxy', String(sourcePort))
     children.push(far.child)
     const near = await tcpForwarder('127.0.0.1', Number(far.address))
-    const baselineSocket = connect({ host: '127.0.0.1', port: (near.address() as AddressInfo).port, allowHalfOpen: true })
-    const baseline = await drain(baselineSocket, performance.now())
-    near.close()
-    await stopChild(far.child)
-    if (baseline.bytes !== TOTAL_BYTES) throw new Error(`baseline moved ${baseline.bytes} of ${TOTAL_BYTES} bytes`)
+    const baselineRun = async (bytes: number): Promise<{ bytes: number, seconds: number }> => {
+      const socket = connect({ host: '127.0.0.1', port: (near.address() as AddressInfo).port, allowHalfOpen: true })
+      socket.end(String(bytes))
+      return await drain(socket, performance.now())
+    }
+    const baselineBefore = await baselineRun(TOTAL_BYTES / 2)
 
     // relay: client → SOCKS5 (here) → libp2p → exit (child) → source
     const seller = await spawnRole('seller')
@@ -223,12 +235,17 @@ async function main (): Promise<void> {
     try {
       const tunnel = await socks5Tunnel(proxy.address().port, SOURCE_HOST, sourcePort)
       const cpuBefore = await cpuOf(seller.child)
-      const relay = await drain(tunnel, performance.now())
+      const started = performance.now()
+      tunnel.end() // the request: no size, so the source sends TOTAL_BYTES
+      const relay = await drain(tunnel, started)
       const cpuAfter = await cpuOf(seller.child)
       if (relay.bytes !== TOTAL_BYTES) throw new Error(`relay moved ${relay.bytes} of ${TOTAL_BYTES} bytes`)
 
+      const baselineAfter = await baselineRun(TOTAL_BYTES / 2)
+      const baselineBytes = baselineBefore.bytes + baselineAfter.bytes
+      if (baselineBytes !== TOTAL_BYTES) throw new Error(`baseline moved ${baselineBytes} of ${TOTAL_BYTES} bytes`)
       const MBps = relay.bytes / 1e6 / relay.seconds
-      const baselineTcpProxyMBps = baseline.bytes / 1e6 / baseline.seconds
+      const baselineTcpProxyMBps = baselineBytes / 1e6 / (baselineBefore.seconds + baselineAfter.seconds)
       process.stdout.write(JSON.stringify({
         bench: 'relay-throughput',
         MBps: round(MBps),
@@ -242,6 +259,8 @@ async function main (): Promise<void> {
       await proxy.stop()
       await buyer.stop()
       await stopChild(seller.child)
+      near.close()
+      await stopChild(far.child)
     }
   } finally {
     for (const child of children) if (child.exitCode === null) child.kill()

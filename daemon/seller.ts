@@ -12,13 +12,17 @@ import type { SharingPolicy } from '../hardware/spare-capacity.ts'
 import { exitPolicy } from '../protocol/exit-policy.ts'
 import { secp256k1Backend } from '../protocol/secp256k1.ts'
 import { VoucherVerifier } from '../protocol/voucher-verify.ts'
+import type { Registry } from 'prom-client'
+import { startApiServer } from './api/server.ts'
 import { CapacityMonitor } from './capacity-monitor.ts'
 import { createSpareChannelsClient, type SpareChannelsClient } from './chain/client.ts'
 import { ChainWatcher } from './chain/watcher.ts'
 import type { Config } from './config/schema.ts'
 import type { NodeKeys } from './config/keys.ts'
+import { startKernelMetering, type KernelMetering } from './gateway/kernel-metering.ts'
 import { createNode, type SparebandNode } from './node/create-node.ts'
 import { sellerPaymentService, type SellerPaymentService, type SessionInfo } from './payment/seller-payment-service.ts'
+import { createSellerMetrics } from './metrics.ts'
 import { relayExit, type RelayExit } from './relay/exit-service.ts'
 import { advertiser, type Advertiser } from './services/advertiser.ts'
 import { offerService, type OfferService } from './services/offer-service.ts'
@@ -31,6 +35,8 @@ export interface SellerInit {
   keys: NodeKeys
   adapter: HardwareAdapter
   logger: Logger
+  /** How often the chain client polls for receipts and blocks, in ms. Default 1 s (a devnet mines at once: use ~50). */
+  chainPollingIntervalMs?: number
 }
 
 /** The services of a seller's libp2p node. */
@@ -59,6 +65,14 @@ export interface Seller {
   chain: SpareChannelsClient
   settler: Settler
   status: () => Promise<SellerStatus>
+  /** The seller's Prometheus metrics. */
+  metrics: Registry
+  /** Base URL of the control API and dashboard, e.g. `http://127.0.0.1:8742/`. */
+  apiUrl: string
+  /** Base URL of the metrics-only listener, when `metricsListen` is set. */
+  metricsUrl: string | undefined
+  /** Kernel metering: the gateway (hotspot/LAN buyers) and the relay-exit reconciliation, when either runs. */
+  kernelMetering: KernelMetering | undefined
   stop: () => Promise<void>
 }
 
@@ -70,7 +84,7 @@ export async function startSeller (init: SellerInit): Promise<Seller> {
   if (backend.fallbackReason !== undefined) log.warn({ reason: backend.fallbackReason }, 'native secp256k1 unavailable; verifying vouchers with @noble/curves (slower)')
 
   const payout = getAddress(config.seller.payoutAddress ?? keys.hot.address)
-  const chain = createSpareChannelsClient({ rpcUrl: config.chain.rpcUrl, chainId: config.chain.chainId, contract: config.chain.contract, account: keys.hot })
+  const chain = createSpareChannelsClient({ rpcUrl: config.chain.rpcUrl, chainId: config.chain.chainId, contract: config.chain.contract, account: keys.hot, pollingIntervalMs: init.chainPollingIntervalMs })
   const verifier = new VoucherVerifier({ chainId: config.chain.chainId, verifyingContract: config.chain.contract })
   const prices = new Map(config.seller.prices.map((p) => [p.token.toLowerCase(), BigInt(p.pricePerGiB)]))
   const store = await SellerStore.open({ dataDir: join(config.dataDir, 'seller') })
@@ -84,6 +98,16 @@ export async function startSeller (init: SellerInit): Promise<Seller> {
     const spareBps = (): number => Math.floor(capacity.current().spareBytesPerSec * 8)
 
     let node: SparebandNode<SellerServices> | undefined
+    const metering = await startKernelMetering({
+      adapter,
+      store,
+      gateway: config.gateway,
+      creditWindowBytes: BigInt(config.seller.creditWindowBytes),
+      relayedBytes: () => node?.services.payment.relayedBytes() ?? { up: 0n, down: 0n },
+      logger: log
+    })
+    // after the node (its sessions end first), before the adapter (which deletes the table)
+    if (metering !== undefined) stoppers.unshift(() => metering.stop())
     node = await createNode<SellerServices>({
       privateKey: keys.peerKey,
       listen: config.listen,
@@ -98,7 +122,7 @@ export async function startSeller (init: SellerInit): Promise<Seller> {
             contract: config.chain.contract,
             tokens: config.seller.prices.map((p) => ({ token: p.token as Address, pricePerGiB: BigInt(p.pricePerGiB) })),
             spareUplinkBps: spareBps(),
-            services: ['relay'],
+            services: metering?.gateway !== undefined ? ['relay', 'gateway'] : ['relay'],
             region: config.seller.region,
             reachability: 'unknown'
           },
@@ -115,6 +139,7 @@ export async function startSeller (init: SellerInit): Promise<Seller> {
           creditWindowBytes: BigInt(config.seller.creditWindowBytes),
           maxSessions: config.seller.maxSessions,
           available: () => spareBps() > 0,
+          gateway: metering?.gateway,
           logger: log
         }),
         relay: relayExit({
@@ -127,12 +152,14 @@ export async function startSeller (init: SellerInit): Promise<Seller> {
             denyCidrs: config.seller.exitPolicy.denyCidrs
           }),
           maxStreamsPerPeer: config.seller.maxStreamsPerPeer,
+          maxStreams: config.seller.maxStreams,
           logger: log
         })
       }
     })
     const started = node
     stoppers.unshift(() => started.stop())
+    metering?.announce(() => started.getMultiaddrs())
 
     const settler = new Settler({
       store,
@@ -150,26 +177,44 @@ export async function startSeller (init: SellerInit): Promise<Seller> {
     await watcher.start()
     stoppers.unshift(() => watcher.stop())
 
-    log.info({ peerId: started.peerId.toString(), addrs: started.getMultiaddrs().map(String), payout, contract: config.chain.contract }, 'seller started')
+    const sessions = (): SessionInfo[] => started.services.payment.sessions()
+    const status = async (): Promise<SellerStatus> => ({
+      peerId: started.peerId.toString(),
+      addresses: started.getMultiaddrs().map(String),
+      payout,
+      hotAddress: keys.hot.address,
+      chainId: config.chain.chainId,
+      contract: config.chain.contract,
+      spareUplinkBps: spareBps(),
+      sharing: capacity.current().reason,
+      lastAdvertisedAt: started.services.advertiser.lastAdvertisedAt,
+      sessions: sessions(),
+      owed: (await settler.owed()).map((o) => ({ channelId: o.channel.channelId, token: o.channel.token, owed: o.owed })),
+      verifierBackend: verifier.backend
+    })
+    const metrics = createSellerMetrics({ store, settler, sessions, relayedBytes: () => started.services.payment.relayedBytes(), voucherOutcomes: () => started.services.payment.voucherOutcomes(), capacity: () => capacity.current() })
+    const api = await startApiServer({
+      seller: { store, settler, sessions, status, tokens: config.seller.prices.map((p) => p.token as Address), settleNow: async (o) => await settler.settleNow(o) },
+      metrics,
+      listen: config.apiListen,
+      allowRemote: config.apiAllowRemote,
+      metricsListen: config.metricsListen,
+      dataDir: config.dataDir,
+      logger: log
+    })
+    stoppers.unshift(() => api.stop())
+
+    log.info({ peerId: started.peerId.toString(), addrs: started.getMultiaddrs().map(String), payout, contract: config.chain.contract, api: api.url }, 'seller started')
     return {
       node: started,
       store,
       chain,
       settler,
-      status: async () => ({
-        peerId: started.peerId.toString(),
-        addresses: started.getMultiaddrs().map(String),
-        payout,
-        hotAddress: keys.hot.address,
-        chainId: config.chain.chainId,
-        contract: config.chain.contract,
-        spareUplinkBps: spareBps(),
-        sharing: capacity.current().reason,
-        lastAdvertisedAt: started.services.advertiser.lastAdvertisedAt,
-        sessions: started.services.payment.sessions(),
-        owed: (await settler.owed()).map((o) => ({ channelId: o.channel.channelId, token: o.channel.token, owed: o.owed })),
-        verifierBackend: verifier.backend
-      }),
+      status,
+      metrics,
+      apiUrl: api.url,
+      metricsUrl: api.metricsUrl,
+      kernelMetering: metering,
       stop: async () => {
         for (const stop of stoppers) await stop()
       }

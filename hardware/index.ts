@@ -22,6 +22,9 @@ export { commandRunner, netnsPrefix } from './command.ts'
 export { spareCapacity } from './spare-capacity.ts'
 export { SimulatedAdapter } from './simulated.ts'
 export { KernelAdapter } from './kernel-adapter.ts'
+export { neighbourMac } from './neighbour.ts'
+export { defaultRoute } from './ip-route.ts'
+export { readInterfaceCounters, linkHeaderBytes, type InterfaceCounters } from './sysfs.ts'
 
 /** The `hardware` section of the daemon's config. */
 export interface HardwareConfig {

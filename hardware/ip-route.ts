@@ -25,6 +25,11 @@ export function parseDefaultRoutes (stdout: string): DefaultRoute[] {
 
 /** The interface of the best IPv4 default route, or null when there is none. */
 export async function defaultRouteInterface (runner: CommandRunner): Promise<string | null> {
+  return (await defaultRoute(runner))?.interface ?? null
+}
+
+/** The best IPv4 default route (its interface and next hop), or null when there is none. */
+export async function defaultRoute (runner: CommandRunner): Promise<DefaultRoute | null> {
   const { stdout } = await runner(['ip', '-j', 'route', 'show', 'default'])
-  return parseDefaultRoutes(stdout)[0]?.interface ?? null
+  return parseDefaultRoutes(stdout)[0] ?? null
 }

@@ -33,3 +33,22 @@ export function parseInterfaceCounters (stdout: string): InterfaceCounters {
   const [rxBytes, rxPackets, txBytes, txPackets] = values.map((v) => BigInt(v))
   return { rxBytes, rxPackets, txBytes, txPackets }
 }
+
+/** `ARPHRD_ETHER`: Ethernet, Wi-Fi (mac80211 shows 802.3 frames), veth, bridges, VLANs. */
+const ARPHRD_ETHER = 1
+/** Bytes of the Ethernet header the statistics count in every frame. */
+export const ETHERNET_HEADER_BYTES = 14
+
+/**
+ * Bytes of link-layer header each frame carries in the interface's statistics:
+ * {@link ETHERNET_HEADER_BYTES} for Ethernet-like links, 0 for links without one
+ * (PPP, tun, WireGuard). Subtracting `packets ×` this from the byte counts gives
+ * IP-layer bytes, what the gateway's nftables counters count.
+ */
+export async function linkHeaderBytes (runner: CommandRunner, iface: string): Promise<number> {
+  assertInterfaceName(iface, 'interface')
+  const { stdout } = await runner(['cat', `/sys/class/net/${iface}/type`])
+  const type = stdout.trim()
+  if (!/^\d+$/.test(type)) throw new UnexpectedOutputError('sysfs type', `expected a number, got ${JSON.stringify(type.slice(0, 40))}`)
+  return Number(type) === ARPHRD_ETHER ? ETHERNET_HEADER_BYTES : 0
+}

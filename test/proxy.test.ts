@@ -8,9 +8,10 @@ import assert from 'node:assert/strict'
 import { randomBytes } from 'node:crypto'
 import { after, before, describe, it } from 'node:test'
 import { pino } from 'pino'
-import { ERROR_CODE_HEADER, httpConnectProxy, parseConnectRequest, HttpConnectRequestError } from '../daemon/buyer/http-connect.ts'
-import { libp2pRelayDialer } from '../daemon/buyer/relay-dialer.ts'
-import { parseSocks5Request, socks5Proxy, Socks5RequestError, SOCKS5_REPLY } from '../daemon/buyer/socks5.ts'
+import { ERROR_CODE_HEADER, httpConnectProxy, httpStatusFor, parseConnectRequest, HttpConnectRequestError } from '../daemon/buyer/http-connect.ts'
+import { ProxyHandshakeTimeoutError } from '../daemon/buyer/local-proxy.ts'
+import { libp2pRelayDialer, RelayRefusedError } from '../daemon/buyer/relay-dialer.ts'
+import { parseSocks5Request, socks5Proxy, socks5ReplyFor, Socks5RequestError, SOCKS5_REPLY } from '../daemon/buyer/socks5.ts'
 import { relayExit } from '../daemon/relay/exit-service.ts'
 import { dnsServerResolver } from '../daemon/relay/resolver.ts'
 import { exitPolicy } from '../protocol/exit-policy.ts'
@@ -250,6 +251,26 @@ describe('proxy request parsers', () => {
     assert.equal(parseSocks5Request(Buffer.from([5, 1, 0, 3, 11, 0x65])), undefined, 'waits for more bytes')
     assert.throws(() => parseSocks5Request(Buffer.from([5, 1, 0, 9, 0, 0])), (err: unknown) => err instanceof Socks5RequestError && err.reply === SOCKS5_REPLY.addressTypeNotSupported)
     assert.throws(() => parseSocks5Request(Buffer.concat([Buffer.from([5, 1, 0, 3, 3]), Buffer.from('a b'), Buffer.from([0, 80])])), Socks5RequestError)
+  })
+
+  it('map every seller refusal code and timeout to a SOCKS5 reply and an HTTP status', () => {
+    const rows: Array<[unknown, number, number]> = [
+      [new RelayRefusedError('ERR_EXIT_POLICY', 'x'), SOCKS5_REPLY.notAllowedByRuleset, 403],
+      [new RelayRefusedError('ERR_DNS', 'x'), SOCKS5_REPLY.hostUnreachable, 502],
+      [new RelayRefusedError('ERR_CONNECT_REFUSED', 'x'), SOCKS5_REPLY.connectionRefused, 502],
+      [new RelayRefusedError('ERR_CONNECT_TIMEOUT', 'x'), SOCKS5_REPLY.ttlExpired, 504],
+      [new RelayRefusedError('ERR_CONNECT_UNREACHABLE', 'x'), SOCKS5_REPLY.hostUnreachable, 502],
+      [new RelayRefusedError('ERR_NO_CREDIT', 'x'), SOCKS5_REPLY.notAllowedByRuleset, 403],
+      [new RelayRefusedError('ERR_UNKNOWN_SESSION', 'x'), SOCKS5_REPLY.notAllowedByRuleset, 403],
+      [new RelayRefusedError('ERR_TOO_MANY_STREAMS', 'x'), SOCKS5_REPLY.generalFailure, 503],
+      [new RelayRefusedError('ERR_SOMETHING_NEW', 'x'), SOCKS5_REPLY.generalFailure, 502],
+      [new ProxyHandshakeTimeoutError(1, 'request'), SOCKS5_REPLY.ttlExpired, 408],
+      [new ProxyHandshakeTimeoutError(1, 'relay'), SOCKS5_REPLY.ttlExpired, 504]
+    ]
+    for (const [err, reply, status] of rows) {
+      assert.equal(socks5ReplyFor(err), reply, String(err))
+      assert.equal(httpStatusFor(err), status, String(err))
+    }
   })
 
   it('parse HTTP CONNECT authorities, including bracketed IPv6', () => {

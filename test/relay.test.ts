@@ -288,3 +288,46 @@ describe('relay exit limits', () => {
     await waitFor(() => seller.services.relayExit.stats().streams === 0, 2000, 'every slot to be freed')
   })
 })
+
+describe('relay exit idle timeout', () => {
+  const nodes = new NodeSet()
+  const gate = new TestGate()
+  const servers: TestServer[] = []
+
+  after(async () => {
+    await nodes.stopAll()
+    await Promise.all(servers.map(async (s) => { await s.close() }))
+  })
+
+  it('closes a connection that moves no byte, but not one that waits for credit', async () => {
+    const idleTimeoutMs = 300
+    const hold = await canaryServer(LEGIT)
+    const source = await sourceServer(LEGIT, randomBytes(256 * 1024))
+    servers.push(hold, source)
+    const seller = await nodes.start({
+      services: { relayExit: relayExit({ gate, policy: exitPolicy({ allowCidrs: [`${LEGIT}/32`] }), idleTimeoutMs, logger }) }
+    })
+    const buyer = await nodes.start()
+    await buyer.dial(seller.getMultiaddrs())
+    const paying = gate.open(buyer.peerId)
+    const starving = gate.open(buyer.peerId, 0)
+    const dialerFor = (id: string): RelayDialer => libp2pRelayDialer({ node: buyer, route: () => ({ seller: seller.peerId, sessionId: id }) })
+
+    const quiet = await dialerFor(paying.id).dial({ host: LEGIT, port: hold.port })
+    const waiting = await dialerFor(starving.id).dial({ host: LEGIT, port: source.port })
+    let received = 0
+    waiting.addEventListener('message', (evt) => { received += evt.data.byteLength })
+    const ended = new Promise<void>((resolve) => { waiting.addEventListener('end', () => { resolve() }) })
+
+    await waitFor(() => quiet.status !== 'open', 5000, 'the idle connection to be closed')
+    assert.ok(await closedWithError(quiet))
+    await new Promise((resolve) => setTimeout(resolve, 2 * idleTimeoutMs))
+    assert.equal(waiting.status, 'open', 'a connection waiting for credit is not idle')
+    assert.equal(received, 0)
+
+    starving.session.grant(256 * 1024)
+    await waiting.close()
+    await ended
+    assert.equal(received, 256 * 1024)
+  })
+})

@@ -7,12 +7,24 @@ import { Command } from 'commander'
 import { SparebandError } from '../../protocol/errors.ts'
 import { devnetCommand } from '../cli/commands/devnet.ts'
 import { startCommand } from '../cli/commands/start.ts'
+import { initCommand } from '../cli/commands/init.ts'
+import { statusCommand } from '../cli/commands/status.ts'
+import { channelsCommand } from '../cli/commands/channels.ts'
+import { earningsCommand } from '../cli/commands/earnings.ts'
+import { settleCommand } from '../cli/commands/settle.ts'
+import { fleetCommand } from '../cli/commands/fleet.ts'
 
 const program = new Command('spareband')
   .description('sell spare uplink capacity peer to peer, or buy it (spareband connect)')
   .showHelpAfterError()
 
+initCommand(program)
 startCommand(program)
+statusCommand(program)
+channelsCommand(program)
+earningsCommand(program)
+settleCommand(program)
+fleetCommand(program)
 devnetCommand(program)
 
 try {

@@ -12,12 +12,12 @@ import type { Logger } from 'pino'
 import type { MeterTolerance } from '../../protocol/buyer-channel.ts'
 import { SparebandError } from '../../protocol/errors.ts'
 import type { SpareChannelsClient } from '../chain/client.ts'
-import { openBuyerPaymentSession, type BuyerPaymentSession, type SessionChannel } from '../payment/buyer-payment-session.ts'
+import { openBuyerPaymentSession, type BuyerPaymentSession, type PaymentSessionError, type SessionChannel } from '../payment/buyer-payment-session.ts'
 import type { BuyerStore } from './buyer-store.ts'
 import type { SellerCandidate, SellerDiscovery } from './discovery.ts'
 import { httpConnectProxy } from './http-connect.ts'
 import type { LocalProxy } from './local-proxy.ts'
-import { failureKind, libp2pRelayDialer, type RelayDialerNode } from './relay-dialer.ts'
+import { failureKind, libp2pRelayDialer, type RelayDialerNode, type RelayTarget } from './relay-dialer.ts'
 import { socks5Proxy } from './socks5.ts'
 import type { PeerId, Stream } from '@libp2p/interface'
 
@@ -27,6 +27,23 @@ export class NoSellerError extends SparebandError {
     super('ERR_NO_SELLER', message)
   }
 }
+
+/** Raised to new proxied connections once the buyer's spend cap is used up. */
+export class SpendCapReachedError extends SparebandError {
+  constructor (spent: bigint, cap: bigint) {
+    super('ERR_SPEND_CAP_REACHED', `this buyer has spent ${spent} of its spend cap ${cap}; restart it with a higher --spend-cap to go on`)
+  }
+}
+
+/** Raised when the buyer cannot find or open a channel on chain: a problem of the buyer's chain access or funds, not of the seller. */
+export class ChannelOpenError extends SparebandError {
+  constructor (payee: Address, funder: Address | undefined, cause: unknown) {
+    super('ERR_CHANNEL_OPEN', `cannot open a payment channel to ${payee}: ${(cause as Error)?.message ?? String(cause)}; check the RPC endpoint and that the hot key ${funder ?? '(none configured)'} holds the deposit plus gas`, { cause })
+  }
+}
+
+/** Default time a seller that failed is left out of new searches. */
+export const DEFAULT_RETRY_FAILED_AFTER_MS = 60_000
 
 /** Options of {@link BuyerClient}. */
 export interface BuyerClientInit {
@@ -40,21 +57,33 @@ export interface BuyerClientInit {
   token: Address
   /** Deposit of a newly opened channel. */
   deposit: bigint
-  /** Most one channel may be asked to pay. */
+  /** Most this client signs for in total (new vouchers over every seller and channel, from `start()` to `stop()`). */
   spendCap: bigint
   tolerance?: MeterTolerance
   region?: string
   socks?: { host: string, port: number }
   http?: { host: string, port: number }
+  /** Time a seller that failed is left out of new searches. Default {@link DEFAULT_RETRY_FAILED_AFTER_MS}. */
+  retryFailedAfterMs?: number
   logger: Logger
 }
 
+/** What the client is doing. */
+export type BuyerState = 'starting' | 'relaying' | 'switching' | 'no-seller' | 'spend-cap' | 'stopped'
+
 /** Live figures for the terminal and `--json`. */
 export interface BuyerProgress {
+  state: BuyerState
   seller: string | undefined
   sessionId: string | undefined
+  /** The current seller's price per GiB in {@link BuyerProgress.token}. */
+  pricePerGiB: bigint | undefined
+  token: Address
+  /** Bytes relayed both ways since `start()`, as the buyer metered them. */
   bytes: bigint
+  /** Amount signed since `start()`, over every seller. */
   spent: bigint
+  spendCap: bigint
   sellersTried: number
   failovers: number
 }
@@ -63,8 +92,21 @@ export interface BuyerProgress {
 export interface BuyerClientEvents {
   /** A seller was picked and its session opened. */
   seller: [SellerCandidate]
-  /** The current seller failed; `next` takes over if there is one. */
+  /** The current seller failed; the next one is being looked for. */
   failover: [{ from: string, reason: string }]
+  /** No usable seller was found after a failover; the next proxied connection looks again. */
+  'no-seller': [NoSellerError]
+  /** The spend cap is used up: the session was closed and new connections are refused. */
+  'spend-cap': [{ spent: bigint, cap: bigint }]
+}
+
+/** The session in use and the channel figures it started from. */
+interface Current {
+  candidate: SellerCandidate
+  session: BuyerPaymentSession
+  /** The channel's meter and signed amount when the session opened (earlier sessions' share). */
+  baseBytes: bigint
+  baseAmount: bigint
 }
 
 /** The buyer's side of the market, with local proxies. */
@@ -72,15 +114,18 @@ export class BuyerClient extends EventEmitter<BuyerClientEvents> {
   readonly #init: BuyerClientInit
   readonly #log: Logger
   #candidates: SellerCandidate[] = []
-  readonly #failed = new Set<string>()
-  #current: { candidate: SellerCandidate, session: BuyerPaymentSession } | undefined
+  /** Sellers that failed, by peer id, with when. */
+  readonly #failedAt = new Map<string, number>()
+  readonly #tried = new Set<string>()
+  #current: Current | undefined
   #switching: Promise<void> | undefined
   #socks: LocalProxy | undefined
   #http: LocalProxy | undefined
   #bytesBefore = 0n
   #spentBefore = 0n
   #failovers = 0
-  #stopped = false
+  #state: BuyerState = 'starting'
+  readonly #stopping = new AbortController()
 
   constructor (init: BuyerClientInit) {
     super()
@@ -98,15 +143,25 @@ export class BuyerClient extends EventEmitter<BuyerClientEvents> {
     return this.#http?.address()
   }
 
+  /** The seller in use and its payment session, if any. */
+  get current (): { candidate: SellerCandidate, session: BuyerPaymentSession } | undefined {
+    const cur = this.#current
+    return cur === undefined ? undefined : { candidate: cur.candidate, session: cur.session }
+  }
+
   /** Bytes relayed, amount signed, seller in use. */
   progress (): BuyerProgress {
-    const s = this.#current?.session
+    const cur = this.#current
     return {
-      seller: this.#current?.candidate.peerId.toString(),
-      sessionId: s?.sessionId,
-      bytes: this.#bytesBefore + (s?.channel.meteredBytes ?? 0n),
-      spent: this.#spentBefore + (s?.channel.signedAmount ?? 0n),
-      sellersTried: this.#failed.size + (this.#current === undefined ? 0 : 1),
+      state: this.#state,
+      seller: cur?.candidate.peerId.toString(),
+      sessionId: cur?.session.sessionId,
+      pricePerGiB: cur?.candidate.pricePerGiB,
+      token: this.#init.token,
+      bytes: this.#bytesBefore + (cur === undefined ? 0n : cur.session.channel.meteredBytes - cur.baseBytes),
+      spent: this.#spent(),
+      spendCap: this.#init.spendCap,
+      sellersTried: this.#tried.size,
       failovers: this.#failovers
     }
   }
@@ -114,104 +169,206 @@ export class BuyerClient extends EventEmitter<BuyerClientEvents> {
   /** Finds a seller, opens its session and starts the proxies. */
   async start (): Promise<void> {
     await this.#useNextSeller()
-    const dialer = libp2pRelayDialer({
-      node: this.#init.node,
-      route: () => {
-        const cur = this.#current
-        if (cur === undefined) throw new NoSellerError('no seller is connected right now')
-        return { seller: cur.candidate.peerId, sessionId: cur.session.sessionId }
-      }
-    })
-    // A dial that fails because of the seller (not the target) moves to the next seller and retries once.
-    const failoverDialer = {
-      dial: async (target: { host: string, port: number }, options?: { signal?: AbortSignal }) => {
-        try {
-          return await dialer.dial(target, options)
-        } catch (err) {
-          const kind = failureKind(err)
-          if (kind !== 'seller' && kind !== 'session') throw err
-          await this.#failover((err as Error).message)
-          return await dialer.dial(target, options)
-        }
-      }
-    }
+    const dialer = { dial: async (target: RelayTarget, options?: { signal?: AbortSignal }) => await this.#dial(target, options) }
+    // bytes count towards the session in use when they are forwarded; a connection through a seller that
+    // failed has lost its stream, so nothing of it reaches the next seller's meter
     const onForward = (bytes: number): void => { this.#current?.session.meter(bytes) }
-    const common = { dialer: failoverDialer, onForward, logger: this.#init.logger }
+    const common = { dialer, onForward, logger: this.#init.logger }
     this.#socks = socks5Proxy({ ...common, host: this.#init.socks?.host ?? '127.0.0.1', port: this.#init.socks?.port ?? 0 })
     this.#http = httpConnectProxy({ ...common, host: this.#init.http?.host ?? '127.0.0.1', port: this.#init.http?.port ?? 0 })
-    await this.#socks.start()
-    await this.#http.start()
+    try {
+      await this.#socks.start()
+      await this.#http.start()
+    } catch (err) {
+      await this.stop()
+      throw err
+    }
   }
 
-  /** Stops the proxies and closes the session. */
+  /** Stops the proxies and closes the session politely. */
   async stop (): Promise<void> {
-    this.#stopped = true
+    this.#state = 'stopped'
+    this.#stopping.abort()
     await this.#socks?.stop()
     await this.#http?.stop()
-    await this.#current?.session.close()
+    await this.#switching
+    const cur = this.#current
+    if (cur !== undefined) {
+      this.#retire(cur)
+      await cur.session.close()
+    }
   }
 
-  async #failover (reason: string): Promise<void> {
-    const cur = this.#current
-    if (this.#switching !== undefined) return await this.#switching
-    if (cur !== undefined) {
-      this.#failed.add(cur.candidate.peerId.toString())
-      this.#bytesBefore += cur.session.channel.meteredBytes
-      this.#spentBefore += cur.session.channel.signedAmount
-      this.#current = undefined
-      this.#failovers++
-      this.emit('failover', { from: cur.candidate.peerId.toString(), reason })
-      this.#log.warn({ seller: cur.candidate.peerId.toString(), reason }, 'seller failed; switching to the next one')
-      void cur.session.close().catch(() => {})
+  /**
+   * Opens a relay stream through the seller in use. A dial that fails because
+   * of the seller (unreachable, session gone) moves to the next seller and
+   * tries once more; refusals about the target (exit policy, DNS, …) are
+   * the client's answer and do not count against the seller.
+   */
+  async #dial (target: RelayTarget, options?: { signal?: AbortSignal }): Promise<Stream> {
+    for (let attempt = 0; ; attempt++) {
+      const cur = await this.#ready()
+      const route = { seller: cur.candidate.peerId, sessionId: cur.session.sessionId }
+      try {
+        return await libp2pRelayDialer({ node: this.#init.node, route: () => route }).dial(target, options)
+      } catch (err) {
+        const kind = failureKind(err)
+        if ((kind !== 'seller' && kind !== 'session') || attempt > 0 || options?.signal?.aborted === true) throw err
+        await this.#failover(cur, (err as Error).message)
+      }
     }
-    this.#switching = this.#useNextSeller().finally(() => { this.#switching = undefined })
+  }
+
+  /** The session to relay through: waits for a switch in progress, or looks for a seller when there is none. */
+  async #ready (): Promise<Current> {
+    if (this.#state === 'stopped') throw new NoSellerError('the buyer is stopping')
+    if (this.#state === 'spend-cap') throw new SpendCapReachedError(this.#spent(), this.#init.spendCap)
+    if (this.#current === undefined) await this.#switch()
+    const cur = this.#current
+    if (cur !== undefined) return cur
+    if (this.#stateNow() === 'spend-cap') throw new SpendCapReachedError(this.#spent(), this.#init.spendCap)
+    throw new NoSellerError('no usable seller right now; retry in a moment, or check the bootstrap peers')
+  }
+
+  /** Moves `from`'s figures to the totals and forgets it as the session in use. */
+  #retire (from: Current): void {
+    if (this.#current !== from) return
+    this.#current = undefined
+    this.#bytesBefore += from.session.channel.meteredBytes - from.baseBytes
+    this.#spentBefore += from.session.channel.signedAmount - from.baseAmount
+  }
+
+  /** The state as it is now (not as narrowed before an `await`). */
+  #stateNow (): BuyerState {
+    return this.#state
+  }
+
+  #spent (): bigint {
+    const cur = this.#current
+    return this.#spentBefore + (cur === undefined ? 0n : cur.session.channel.signedAmount - cur.baseAmount)
+  }
+
+  /** Leaves `from` (if it is still in use) for the next seller; resolves once the switch is over. */
+  async #failover (from: Current, reason: string): Promise<void> {
+    if (this.#current === from) {
+      const seller = from.candidate.peerId.toString()
+      this.#retire(from)
+      this.#failedAt.set(seller, Date.now())
+      this.#failovers++
+      this.emit('failover', { from: seller, reason })
+      this.#log.warn({ seller, reason }, 'seller failed; switching to the next one')
+      void from.session.close().catch(() => {})
+    }
+    await this.#switch()
+  }
+
+  /** Runs one search for the next seller, shared by every caller while it runs; never rejects. */
+  async #switch (): Promise<void> {
+    if (this.#state === 'stopped' || this.#state === 'spend-cap') return
+    this.#switching ??= (async () => {
+      this.#state = 'switching'
+      try {
+        await this.#useNextSeller()
+      } catch (err) {
+        if (this.#state !== 'switching') return
+        if (err instanceof SpendCapReachedError) {
+          this.#state = 'spend-cap'
+          this.emit('spend-cap', { spent: this.#spent(), cap: this.#init.spendCap })
+          return
+        }
+        this.#state = 'no-seller'
+        const e = err instanceof NoSellerError ? err : new NoSellerError(`cannot switch to another seller: ${(err as Error)?.message ?? err}`)
+        this.#log.error({ err: e.message }, 'no seller to switch to')
+        this.emit('no-seller', e)
+      } finally {
+        this.#switching = undefined
+      }
+    })()
     await this.#switching
   }
 
+  /** Whether `peerId` failed recently enough to be left out. */
+  #recentlyFailed (peerId: string): boolean {
+    const at = this.#failedAt.get(peerId)
+    return at !== undefined && Date.now() - at < (this.#init.retryFailedAfterMs ?? DEFAULT_RETRY_FAILED_AFTER_MS)
+  }
+
   async #useNextSeller (): Promise<void> {
-    for (let round = 0; round < 2 && !this.#stopped; round++) {
+    for (let round = 0; round < 2 && this.#state !== 'stopped'; round++) {
       if (this.#candidates.length === 0 || round > 0) {
-        this.#candidates = (await this.#init.discovery.discover({ region: this.#init.region }))
-          .filter((c) => !this.#failed.has(c.peerId.toString()))
+        this.#candidates = await this.#init.discovery.discover({ region: this.#init.region, signal: this.#stopping.signal })
       }
-      while (this.#candidates.length > 0) {
+      this.#candidates = this.#candidates.filter((c) => !this.#recentlyFailed(c.peerId.toString()))
+      while (this.#candidates.length > 0 && this.#stateNow() !== 'stopped') {
         const candidate = this.#candidates.shift() as SellerCandidate
+        const seller = candidate.peerId.toString()
+        this.#tried.add(seller)
+        let cur: Current
         try {
-          const session = await this.#openSession(candidate)
-          this.#current = { candidate, session }
-          session.once('closed', (err) => {
-            if (err !== undefined && !this.#stopped && this.#current?.session === session) void this.#failover(err.message).catch(() => {})
-          })
-          this.emit('seller', candidate)
-          this.#log.info({ seller: candidate.peerId.toString(), price: candidate.pricePerGiB.toString(), latencyMs: candidate.latencyMs, session: session.sessionId }, 'relaying through seller')
-          return
+          cur = await this.#openSession(candidate)
         } catch (err: any) {
-          this.#failed.add(candidate.peerId.toString())
-          this.#log.warn({ seller: candidate.peerId.toString(), code: err?.code, err: err?.message }, 'cannot use seller')
+          if (err instanceof SpendCapReachedError || err instanceof ChannelOpenError) throw err
+          this.#failedAt.set(seller, Date.now())
+          this.#log.warn({ seller, code: err?.code, err: err?.message }, 'cannot use seller')
+          continue
         }
+        if (this.#stateNow() === 'stopped') {
+          await cur.session.close()
+          return
+        }
+        this.#current = cur
+        this.#state = 'relaying'
+        cur.session.once('closed', (err) => { this.#onSessionClosed(cur, err) })
+        this.emit('seller', candidate)
+        this.#log.info({ seller, price: candidate.pricePerGiB.toString(), latencyMs: candidate.latencyMs, session: cur.session.sessionId }, 'relaying through seller')
+        return
       }
     }
     throw new NoSellerError('no usable seller was found in the DHT; check the bootstrap peers and the token, or raise the spend cap')
   }
 
-  async #openSession (candidate: SellerCandidate): Promise<BuyerPaymentSession> {
+  #onSessionClosed (cur: Current, err: PaymentSessionError | undefined): void {
+    if (err === undefined || this.#state === 'stopped' || this.#current !== cur) return
+    if (err.code === 'ERR_SPEND_CAP') {
+      this.#retire(cur)
+      this.#state = 'spend-cap'
+      const spent = this.#spent()
+      this.#log.warn({ spent: spent.toString(), cap: this.#init.spendCap.toString() }, 'spend cap reached; no more traffic is relayed')
+      this.emit('spend-cap', { spent, cap: this.#init.spendCap })
+      return
+    }
+    void this.#failover(cur, err.message)
+  }
+
+  /** Opens a payment session with `candidate` on a channel to its payout address, within what is left of the spend cap. */
+  async #openSession (candidate: SellerCandidate): Promise<Current> {
     const init = this.#init
+    const left = init.spendCap - this.#spent()
+    if (left <= 0n) throw new SpendCapReachedError(this.#spent(), init.spendCap)
     const payee = candidate.offer.payout as Address
-    const channel = await this.#channelTo(payee, candidate.pricePerGiB)
+    let channel: { channel: SessionChannel, deposit: bigint }
+    try {
+      channel = await this.#channelTo(payee, candidate.pricePerGiB)
+    } catch (err) {
+      throw new ChannelOpenError(payee, init.chain.walletClient?.account.address, err)
+    }
     const lastSigned = await init.store.getSigned(channel.channel.channelId)
-    return await openBuyerPaymentSession({
+    const baseAmount = lastSigned?.cumulativeAmount ?? 0n
+    const session = await openBuyerPaymentSession({
       dialProtocol: init.node.dialProtocol.bind(init.node),
       seller: candidate.peerId,
       channel: channel.channel,
       deposit: channel.deposit,
       pricePerGiB: candidate.pricePerGiB,
       signer: init.sessionKey,
-      spendCap: init.spendCap,
+      // the channel's cumulative amount may grow by what is left of this client's cap
+      spendCap: baseAmount + left,
       tolerance: init.tolerance,
       lastSigned,
       onSigned: (sv) => init.store.putSigned(sv),
       logger: init.logger
     })
+    return { candidate, session, baseBytes: session.channel.meteredBytes, baseAmount: session.channel.signedAmount }
   }
 
   /** An open channel to `payee` with deposit left, or a new one. */

@@ -22,6 +22,10 @@ export const DEFAULT_MAX_PROVIDERS = 40
 export const DEFAULT_MAX_CANDIDATES = 20
 /** Default number of offers fetched at the same time. */
 export const DEFAULT_FETCH_CONCURRENCY = 8
+/** First pause before asking the DHT again after a lookup that found nobody; it doubles up to {@link QUERY_RETRY_MAX_MS}. */
+const QUERY_RETRY_MIN_MS = 20
+/** Longest pause between two lookups of one search. */
+const QUERY_RETRY_MAX_MS = 1_000
 /** Most sellers remembered by {@link SellerDiscovery.seen}; the oldest are forgotten first. */
 export const MAX_SEEN_SELLERS = 1024
 
@@ -113,8 +117,9 @@ export class SellerDiscovery {
 
   /**
    * Verified candidates in the order their offers arrive, as the DHT query
-   * runs. Stops at `maxCandidates`, when every provider found was tried, or at
-   * the time limit; breaking out of the loop cancels what is still running.
+   * runs. Stops at `maxCandidates`, once a lookup found providers and every
+   * one was tried, or at the time limit (a lookup that finds nobody is
+   * repeated until then); breaking out of the loop cancels what is still running.
    */
   async * find (options: FindSellersOptions = {}): AsyncGenerator<SellerCandidate> {
     const maxProviders = options.maxProviders ?? DEFAULT_MAX_PROVIDERS
@@ -134,19 +139,28 @@ export class SellerDiscovery {
     const query = (async () => {
       const tried = new Set<string>()
       try {
-        for await (const event of this.node.services.dht.findProviders(key, { signal })) {
-          if (event.name !== 'PROVIDER') continue
-          for (const provider of event.providers) {
-            if (tried.size >= maxProviders) return
-            if (provider.id.equals(this.node.peerId) || tried.has(provider.id.toString())) continue
-            tried.add(provider.id.toString())
-            while (fetching >= concurrency && !signal.aborted) await change.next()
-            if (signal.aborted) return
-            fetching++
-            this.check(provider, options, signal)
-              .then((candidate) => { if (candidate != null) ready.push(candidate) })
-              .finally(() => { fetching--; change.notify() })
+        // a lookup ends empty while the node knows no DHT peer yet (a client node does not wait for one), and may
+        // miss every provider while the routing tables around the key are young: ask again, backing off, until a
+        // DHT peer answered and some provider was found, or the time is up
+        for (let retryMs = QUERY_RETRY_MIN_MS; !signal.aborted; retryMs = Math.min(2 * retryMs, QUERY_RETRY_MAX_MS)) {
+          let answered = false
+          for await (const event of this.node.services.dht.findProviders(key, { signal })) {
+            if (event.name === 'PEER_RESPONSE' && !event.from.equals(this.node.peerId)) answered = true
+            if (event.name !== 'PROVIDER') continue
+            for (const provider of event.providers) {
+              if (tried.size >= maxProviders) return
+              if (provider.id.equals(this.node.peerId) || tried.has(provider.id.toString())) continue
+              tried.add(provider.id.toString())
+              while (fetching >= concurrency && !signal.aborted) await change.next()
+              if (signal.aborted) return
+              fetching++
+              this.check(provider, options, signal)
+                .then((candidate) => { if (candidate != null) ready.push(candidate) })
+                .finally(() => { fetching--; change.notify() })
+            }
           }
+          if (answered && tried.size > 0) break
+          await sleep(retryMs, signal)
         }
       } catch (err) {
         if (!signal.aborted) this.log.warn({ err, key: key.toString() }, 'DHT provider query failed')
@@ -236,6 +250,20 @@ function statusOf (err: unknown): SeenSeller['status'] {
   if (err instanceof OfferUnavailableError) return 'unavailable'
   if (err instanceof OfferError || err instanceof ProtocolMessageError || err instanceof FrameTooLargeError || err instanceof InvalidFrameError) return 'rejected'
   return 'unreachable'
+}
+
+/** Resolves after `ms`, or at once when `signal` aborts. */
+async function sleep (ms: number, signal: AbortSignal): Promise<void> {
+  if (signal.aborted) return
+  await new Promise<void>((resolve) => {
+    const done = (): void => {
+      clearTimeout(timer)
+      signal.removeEventListener('abort', done)
+      resolve()
+    }
+    const timer = setTimeout(done, ms)
+    signal.addEventListener('abort', done, { once: true })
+  })
 }
 
 /** Wakes waiters when the search's state changes or its signal aborts. */

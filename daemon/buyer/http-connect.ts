@@ -80,7 +80,7 @@ const REASONS: Record<number, string> = {
 export function httpStatusFor (err: unknown): number {
   if (err instanceof HttpConnectRequestError) return err.status
   if (err instanceof HandshakeTooLargeError) return 431
-  if (err instanceof ProxyHandshakeTimeoutError) return 408
+  if (err instanceof ProxyHandshakeTimeoutError) return err.phase === 'request' ? 408 : 504
   return STATUS_OF_KIND[failureKind(err)]
 }
 

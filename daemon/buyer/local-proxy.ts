@@ -7,6 +7,7 @@
 import { createServer, type AddressInfo, type Server, type Socket } from 'node:net'
 import { pipeStreamSocket, type PipeDirection } from '../relay/pipe.ts'
 import { deferred } from '../relay/deferred.ts'
+import { HandshakeEndedError } from './handshake-reader.ts'
 import { SparebandError } from '../../protocol/errors.ts'
 import type { RelayDialer, RelayTarget } from './relay-dialer.ts'
 import type { Logger } from 'pino'
@@ -53,10 +54,16 @@ export class ProxyStateError extends SparebandError {
   }
 }
 
-/** The client did not complete its request in time. */
+/** The client did not complete its request (`phase: 'request'`), or the seller did not connect it (`phase: 'relay'`), in time. */
 export class ProxyHandshakeTimeoutError extends SparebandError {
-  constructor (timeoutMs: number) {
-    super('ERR_PROXY_HANDSHAKE_TIMEOUT', `the proxy request did not complete within ${timeoutMs} ms; retry, or check that the seller is reachable`)
+  /** Who was too slow: the client sending its request, or the seller connecting it. */
+  readonly phase: 'request' | 'relay'
+
+  constructor (timeoutMs: number, phase: 'request' | 'relay') {
+    super('ERR_PROXY_HANDSHAKE_TIMEOUT', phase === 'request'
+      ? `the client did not complete its proxy request within ${timeoutMs} ms`
+      : `the seller did not connect the target within ${timeoutMs} ms; retry, or pick another seller`)
+    this.phase = phase
   }
 }
 
@@ -128,15 +135,19 @@ export class LocalProxy {
 
   async #serve (socket: Socket): Promise<void> {
     const timeoutMs = this.#init.handshakeTimeoutMs ?? DEFAULT_HANDSHAKE_TIMEOUT_MS
-    const timeout = new AbortController()
-    const timer = setTimeout(() => { timeout.abort(new ProxyHandshakeTimeoutError(timeoutMs)) }, timeoutMs)
-    const signal = AbortSignal.any([timeout.signal, this.#stopping.signal])
+    const handshake = new AbortController()
     let target: RelayTarget | undefined
     let established = false
+    const timer = setTimeout(() => { handshake.abort(new ProxyHandshakeTimeoutError(timeoutMs, target === undefined ? 'request' : 'relay')) }, timeoutMs)
+    // a client that leaves mid-handshake cancels the dial
+    const onClientGone = (): void => { handshake.abort(new HandshakeEndedError()) }
+    socket.once('close', onClientGone)
+    const signal = AbortSignal.any([handshake.signal, this.#stopping.signal])
     try {
       target = await this.#handshake.readRequest(socket, signal)
       const stream = await this.#init.dialer.dial(target, { signal })
       clearTimeout(timer)
+      socket.off('close', onClientGone)
       this.#handshake.replySuccess(socket)
       established = true
       const onForward = this.#init.onForward
@@ -148,6 +159,7 @@ export class LocalProxy {
       this.#log.debug({ target, up: result.bytesToStream, down: result.bytesToSocket }, 'proxied connection finished')
     } catch (err) {
       clearTimeout(timer)
+      socket.off('close', onClientGone)
       this.#log.debug({ err, target }, 'proxied connection failed')
       if (established) {
         // the tunnel was up: a proxy reply now would corrupt the data, so reset the connection

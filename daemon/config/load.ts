@@ -27,6 +27,7 @@ export const CONFIG_ENV: Record<string, (value: string) => ConfigLayer> = {
   SPAREBAND_PAYOUT_ADDRESS: (v) => ({ seller: { payoutAddress: v as `0x${string}` } }),
   SPAREBAND_REGION: (v) => ({ seller: { region: v } }),
   SPAREBAND_HARDWARE: (v) => ({ hardware: v as Config['hardware'] }),
+  SPAREBAND_API_LISTEN: (v) => ({ apiListen: v }),
   SPAREBAND_LOG_LEVEL: (v) => ({ logLevel: v as Config['logLevel'] })
 }
 

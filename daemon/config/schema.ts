@@ -47,7 +47,8 @@ export const SellerSchema = Type.Object({
   monthlyCapGiB: Type.Optional(Type.Number({ exclusiveMinimum: 0 })),
   schedule: Type.Composite([ScheduleSchema], { default: {} }),
   maxSessions: Type.Integer({ minimum: 1, default: 256 }),
-  maxStreamsPerPeer: Type.Integer({ minimum: 1, default: 64 })
+  maxStreamsPerPeer: Type.Integer({ minimum: 1, default: 32 }),
+  maxStreams: Type.Integer({ minimum: 1, default: 256 })
 }, { additionalProperties: false })
 
 /** Buyer settings: spend cap, deposit, local proxy ports, signing tolerance. */
@@ -59,6 +60,17 @@ export const BuyerSchema = Type.Object({
   httpListen: Type.String({ ...HostPort, default: '127.0.0.1:8118' }),
   toleranceBytes: Type.Integer({ minimum: 0, default: 262144 }),
   region: Type.Optional(Type.String({ pattern: '^[a-z0-9-]{1,32}$' }))
+}, { additionalProperties: false })
+
+/** Gateway mode (hotspot/LAN buyers): the kernel forwards, NATs and meters the devices that pay. */
+export const GatewaySchema = Type.Object({
+  lanInterface: Type.String({ pattern: '^[A-Za-z0-9][A-Za-z0-9_.@-]{0,14}$', description: 'the interface the hotspot/LAN devices are on, e.g. "br-lan" or "wlan0"' }),
+  /** Time between two reads of the kernel's per-device counters: a device out of credit is evicted within one. */
+  readIntervalMs: Type.Integer({ minimum: 50, maximum: 10000, default: 250 }),
+  /** Kernel-enforced limit per device and direction. */
+  clientLimitMbps: Type.Optional(Type.Number({ exclusiveMinimum: 0 })),
+  /** Kernel-enforced limit of all devices together, per direction. */
+  totalLimitMbps: Type.Optional(Type.Number({ exclusiveMinimum: 0 }))
 }, { additionalProperties: false })
 
 /** The whole configuration file (`spareband init` writes one). */
@@ -75,6 +87,14 @@ export const ConfigSchema = Type.Object({
     interface: Type.Optional(Type.String({ minLength: 1, maxLength: 15 })),
     capacityMbps: Type.Optional(Type.Number({ exclusiveMinimum: 0 }))
   }, { additionalProperties: false, default: {} }),
+  /** The local control API and dashboard (`spareband status`, the web page); loopback unless `apiAllowRemote`. */
+  apiListen: Type.String({ ...HostPort, default: '127.0.0.1:8742' }),
+  /** Allow `apiListen` on a non-loopback address: reads are then open to whoever reaches it; writes still need the token. */
+  apiAllowRemote: Type.Boolean({ default: false }),
+  /** A second listener that serves only `GET /metrics` (Prometheus), e.g. `0.0.0.0:9742` for a fleet's scraper. */
+  metricsListen: Type.Optional(Type.String(HostPort)),
+  /** Gateway mode; off when absent. */
+  gateway: Type.Optional(GatewaySchema),
   hardware: Type.Union([Type.Literal('auto'), Type.Literal('linux'), Type.Literal('openwrt'), Type.Literal('raspberrypi'), Type.Literal('simulated')], { default: 'auto' }),
   logLevel: Type.Union([Type.Literal('trace'), Type.Literal('debug'), Type.Literal('info'), Type.Literal('warn'), Type.Literal('error'), Type.Literal('silent')], { default: 'info' })
 }, { additionalProperties: false })

@@ -12,7 +12,7 @@ import { mdns } from '@libp2p/mdns'
 import { ping, type Ping } from '@libp2p/ping'
 import { tcp } from '@libp2p/tcp'
 import { multiaddr } from '@multiformats/multiaddr'
-import { createLibp2p, type ServiceFactoryMap } from 'libp2p'
+import { createLibp2p, type Libp2pOptions, type ServiceFactoryMap } from 'libp2p'
 import { DHT_PROTOCOL } from '../../protocol/protocol-ids.ts'
 import type { Libp2p, PeerDiscovery, PeerInfo, PrivateKey, ServiceMap } from '@libp2p/interface'
 
@@ -56,7 +56,10 @@ export interface CreateNodeInit<S extends ServiceMap = ServiceMap> {
   bootstrapDelayMs?: number
   /** Find peers on the local network by mDNS. Default: on unless every listen address is loopback. */
   mdns?: boolean
-  /** Answer DHT queries (store provider records for others). Default true; buyers may pass false. */
+  /**
+   * Answer DHT queries (store provider records for others). Default true. Buyers pass false: their
+   * lookups then start at once instead of after the DHT's self-query, and end empty while no DHT peer is known.
+   */
   dhtServer?: boolean
   /** Address filter of the DHT. Default `any`. */
   dhtAddressScope?: DhtAddressScope
@@ -64,6 +67,8 @@ export interface CreateNodeInit<S extends ServiceMap = ServiceMap> {
   allow?: string[]
   /** Most open connections. Default 300 (libp2p's default). */
   maxConnections?: number
+  /** Where libp2p keeps the peer store and the DHT's provider records. Default: in memory. */
+  datastore?: Libp2pOptions['datastore']
   /** Spareband services, created after the core services so they can use `components.dht` and `components.ping`. */
   services?: ServiceFactories<S>
 }
@@ -89,14 +94,18 @@ export async function createNode<S extends ServiceMap = ServiceMap> (init: Creat
     dht: kadDHT({
       protocol: DHT_PROTOCOL,
       clientMode: init.dhtServer === false,
-      // the first query waits for the first self-query; run it as soon as a peer is known, not after kad-dht's 1 s default
+      // a server's first query waits for its first self-query: run that as soon as a peer is known, not after kad-dht's 1 s default
       initialQuerySelfInterval: 0,
+      // a client only looks up, so it need not wait for the self-query nor for a first peer: its lookups start at once
+      // and end empty while it knows no DHT peer (buyer discovery retries until one answers)
+      allowQueryWithZeroPeers: init.dhtServer === false,
       peerInfoMapper: DHT_MAPPERS[init.dhtAddressScope ?? 'any']
     })
   }
 
   return createLibp2p<CoreServices & S>({
     privateKey: init.privateKey,
+    datastore: init.datastore,
     addresses: {
       listen,
       announce: init.announce

@@ -1,6 +1,7 @@
 /**
  * The buyer's side of `/spareband/pay/1.0.0`: opens a session on a channel,
- * meters the bytes its proxies relay, and answers each usage report with a
+ * meters the bytes its proxies relay (or, for a `gateway` session, what its
+ * interface meter counts: `daemon/gateway/gateway-buyer.ts`), and answers each usage report with a
  * voucher only when the report is within the tolerance of its own meter
  * (a report that runs ahead waits briefly for in-flight bytes to land, then
  * is refused) and within the spend cap.

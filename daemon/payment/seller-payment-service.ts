@@ -102,6 +102,7 @@ export class SellerPaymentService implements Startable, RelaySessionGate {
   readonly #init: SellerPaymentInit
   readonly #log: Logger
   readonly #sessions = new Map<string, SellerSession>()
+  readonly #voucherOutcomes = new Map<string, number>()
   readonly #windowBytes: bigint
   readonly #toleranceBytes: bigint
   readonly #relayed = { up: 0n, down: 0n }
@@ -145,6 +146,15 @@ export class SellerPaymentService implements Startable, RelaySessionGate {
   }
 
   /** Payload bytes the relay exit forwarded for all sessions since start, per direction (`up` = to targets): its userspace count. */
+  /** Vouchers handled since start: `accepted` (persisted and acknowledged) or the rejection code. */
+  voucherOutcomes (): ReadonlyMap<string, number> {
+    return this.#voucherOutcomes
+  }
+
+  #countVoucher (outcome: string): void {
+    this.#voucherOutcomes.set(outcome, (this.#voucherOutcomes.get(outcome) ?? 0) + 1)
+  }
+
   relayedBytes (): { up: bigint, down: bigint } {
     return { ...this.#relayed }
   }
@@ -251,8 +261,10 @@ export class SellerPaymentService implements Startable, RelaySessionGate {
           const checked = session.channel.checkVoucher({ ...msg.voucher }, Math.floor(Date.now() / 1000))
           await this.#init.store.persistVoucher(checked.voucher)
           session.channel.commitVoucher(checked)
+          this.#countVoucher('accepted')
         } catch (err) {
           if (!(err instanceof VoucherRejectedError)) throw err
+          this.#countVoucher(err.code)
           log.warn({ session: session.id, code: err.code }, 'voucher rejected: %s', err.message)
           await send({ v: 1, type: 'voucher-rejected', seq: msg.seq, code: err.code, message: err.message.slice(0, 500) })
           continue
@@ -320,10 +332,12 @@ export class SellerPaymentService implements Startable, RelaySessionGate {
       throw new SessionRefusal('ERR_CHANNEL_MISMATCH', 'the channel on chain has other parameters')
     }
     if (onchain.withdrawn || onchain.closeDeadline !== 0n) throw new SessionRefusal('ERR_CHANNEL_CLOSING', 'the channel is closing; open a new one')
-    for (const s of this.#sessions.values()) {
-      if (s.channel.terms.channelId.toLowerCase() === c.channelId.toLowerCase()) {
-        throw new SessionRefusal('ERR_CHANNEL_MISMATCH', 'this channel already has a live session; close it first')
-      }
+    for (const s of [...this.#sessions.values()]) {
+      if (s.channel.terms.channelId.toLowerCase() !== c.channelId.toLowerCase()) continue
+      if (!s.peer.equals(peer)) throw new SessionRefusal('ERR_CHANNEL_MISMATCH', 'this channel already has a live session; close it first')
+      // the same buyer opens the channel again (it restarted, or lost its stream before we noticed): the new session replaces the old
+      s.revoke(new SessionRevokedError('ERR_SESSION_REPLACED', 'the buyer opened a new session on this channel'))
+      this.#sessions.delete(s.id)
     }
     const stored = await init.store.getVoucher(c.channelId)
     const known = await init.store.getChannel(c.channelId)

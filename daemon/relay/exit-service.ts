@@ -41,9 +41,13 @@ export interface RelayExitInit {
   policy: ExitPolicy
   /** Resolves target names. Default {@link systemResolver}. */
   resolver?: TargetResolver
-  /** Most open relay streams per buyer peer. Default 64. */
+  /**
+   * Most open relay streams per buyer peer. Default 32. Each stream may hold
+   * up to about two yamux receive windows of data towards a slow target, so
+   * the exit's worst-case buffer memory is about `maxStreams × 2 × window`.
+   */
   maxStreamsPerPeer?: number
-  /** Most open relay streams in total. Default 512. */
+  /** Most open relay streams in total. Default 256. */
   maxStreams?: number
   /** Time the buyer has to send its whole `connect` header, in ms. Default 10 s. */
   handshakeTimeoutMs?: number
@@ -75,8 +79,8 @@ export interface RelayExitStats {
 }
 
 const DEFAULTS = {
-  maxStreamsPerPeer: 64,
-  maxStreams: 512,
+  maxStreamsPerPeer: 32,
+  maxStreams: 256,
   handshakeTimeoutMs: 10_000,
   connectTimeoutMs: 10_000,
   idleTimeoutMs: 5 * 60_000

@@ -6,8 +6,7 @@
  *   the stream's `'drain'` event.
  * - stream → socket: `socket.write()` returning false pauses the stream (which
  *   stops yamux window updates, so the remote stops sending) until the
- *   socket's `'drain'` event. Unforwarded bytes go back to the front of the
- *   stream's read buffer with `unshift()`.
+ *   socket's `'drain'` event.
  * - The socket's `'end'` closes the stream's writable end; the stream's `'end'`
  *   (remote closed its writable end, read buffer empty) ends the socket.
  * - An error or reset on either side destroys the other.
@@ -101,14 +100,30 @@ export async function pipeStreamSocket (stream: Stream, socket: Socket, opts: Pi
   let streamClosed = stream.status !== 'open'
   let socketClosed = socket.destroyed
   let socketEnded = false // socket's readable side ended
+  let streamEnded = false // stream's readable side ended
   let pendingToStream: Buffer | undefined // read from the socket, waiting for credit
-  let waitingForCredit = 0
+  let pendingToSocket: Buffer | undefined // read from the stream, waiting for credit
+  let resuming = false
+  let pauseAfterResume = false
+  const waitingForCredit: Record<PipeDirection, boolean> = { 'stream-to-socket': false, 'socket-to-stream': false }
   let waitingForStreamDrain = false
   let waitingForSocketDrain = false
 
-  const idle = setTimeout(() => { fail(new PipeIdleTimeoutError(idleTimeoutMs)) }, idleTimeoutMs)
+  // one timer checks the time of the last byte moved; waiting for credit does not count as idle
+  let lastActivity = performance.now()
+  const touch = (): void => { lastActivity = performance.now() }
+  const checkIdle = (): void => {
+    const waiting = waitingForCredit['stream-to-socket'] || waitingForCredit['socket-to-stream']
+    const quietMs = performance.now() - lastActivity
+    if (!waiting && quietMs >= idleTimeoutMs) {
+      fail(new PipeIdleTimeoutError(idleTimeoutMs))
+      return
+    }
+    idle = setTimeout(checkIdle, waiting ? idleTimeoutMs : idleTimeoutMs - quietMs)
+    idle.unref()
+  }
+  let idle = setTimeout(checkIdle, idleTimeoutMs)
   idle.unref()
-  const touch = (): void => { if (waitingForCredit === 0) idle.refresh() }
 
   function fail (err: Error): void {
     if (failed) return
@@ -140,57 +155,100 @@ export async function pipeStreamSocket (stream: Stream, socket: Socket, opts: Pi
     socket.off('close', onSocketClose)
   }
 
-  function waitCredit (then: () => void): void {
+  /** Waits for credit in one direction, then calls `then`; the wait does not count as idle. */
+  function waitCredit (direction: PipeDirection, then: () => void): void {
     if (gate == null) return
-    waitingForCredit++
-    clearTimeout(idle)
+    waitingForCredit[direction] = true
     gate.waitForCredit(lifetime.signal).then(() => {
-      waitingForCredit--
-      if (failed) return
-      idle.refresh()
+      waitingForCredit[direction] = false
+      if (lifetime.signal.aborted) return
+      touch()
       then()
     }, (err: Error) => {
-      waitingForCredit--
-      fail(err)
+      waitingForCredit[direction] = false
+      if (!lifetime.signal.aborted) fail(err)
     })
   }
 
   // ---- stream → socket -------------------------------------------------
+  //
+  // Messages are written to the socket whole, so that nothing goes back into
+  // the stream's read buffer: yamux counts a dispatched message as consumed
+  // and refills the sender's window on resume, so data put back would pile up
+  // by a window per pause. Only bytes without credit are held here, and the
+  // stream is resumed only when nothing is held. `stream.resume()` dispatches
+  // the buffer and then re-opens the yamux window, undoing a pause made in
+  // that dispatch, so such a pause is made after `resume()` returns.
 
   function onStreamMessage (evt: StreamMessageEvent): void {
-    const data = evt.data
+    if (pendingToSocket != null) {
+      pendingToSocket = Buffer.concat([pendingToSocket, evt.data.subarray()])
+      pauseStream()
+      return
+    }
+    forwardToSocket(evt.data)
+  }
+
+  function forwardToSocket (data: Uint8Array | StreamMessageEvent['data']): void {
     const total = data.byteLength
     let offset = 0
+    let ok = true
     while (offset < total) {
       const granted = gate == null ? total - offset : gate.take(total - offset, 'stream-to-socket')
       if (granted <= 0) {
-        holdStream(data.subarray(offset))
-        waitCredit(resumeStream)
-        return
+        pendingToSocket = Buffer.from(data.subarray(offset))
+        pauseStream()
+        waitCredit('stream-to-socket', flushPendingToSocket)
+        break
       }
-      const chunk = data.subarray(offset, offset + granted)
+      ok = writeToSocket(granted === total ? data : data.subarray(offset, offset + granted)) && ok
       offset += granted
       result.bytesToSocket += granted
-      const ok = socket.write(chunk)
       opts.onForward?.(granted, 'stream-to-socket')
       touch()
-      if (!ok) {
-        if (offset < total) holdStream(data.subarray(offset))
-        else stream.pause()
-        waitingForSocketDrain = true
-        return
-      }
+    }
+    if (!ok) {
+      waitingForSocketDrain = true
+      pauseStream()
     }
   }
 
-  /** Pauses the stream and puts `rest` back at the front of its read buffer. */
-  function holdStream (rest: Uint8Array): void {
-    stream.pause()
-    stream.unshift(rest)
+  /** Writes a message to the socket (a list as one vectored write); false when the socket asks to wait for 'drain'. */
+  function writeToSocket (data: Uint8Array | StreamMessageEvent['data']): boolean {
+    if (data instanceof Uint8Array) return socket.write(data)
+    let ok = true
+    socket.cork()
+    for (const buf of data) ok = socket.write(buf)
+    socket.uncork()
+    return ok && !socket.writableNeedDrain
+  }
+
+  function flushPendingToSocket (): void {
+    const pending = pendingToSocket
+    pendingToSocket = undefined
+    if (pending != null) forwardToSocket(pending)
+    if (pendingToSocket != null || waitingForSocketDrain) return
+    if (streamEnded) socket.end()
+    else resumeStream()
+  }
+
+  function pauseStream (): void {
+    if (resuming) pauseAfterResume = true
+    else if (stream.readStatus === 'readable') stream.pause()
   }
 
   function resumeStream (): void {
-    if (stream.readStatus === 'paused') stream.resume()
+    if (pendingToSocket != null || waitingForSocketDrain || stream.readStatus !== 'paused') return
+    resuming = true
+    try {
+      stream.resume()
+    } finally {
+      resuming = false
+    }
+    if (pauseAfterResume) {
+      pauseAfterResume = false
+      pauseStream()
+    }
   }
 
   function onSocketDrain (): void {
@@ -200,8 +258,9 @@ export async function pipeStreamSocket (stream: Stream, socket: Socket, opts: Pi
   }
 
   function onStreamEnd (): void {
-    // the remote closed its writable end and everything it sent was delivered
-    socket.end()
+    // the remote closed its writable end and everything it sent was dispatched
+    streamEnded = true
+    if (pendingToSocket == null) socket.end()
   }
 
   // ---- socket → stream -------------------------------------------------
@@ -218,7 +277,7 @@ export async function pipeStreamSocket (stream: Stream, socket: Socket, opts: Pi
       if (granted <= 0) {
         socket.pause()
         pendingToStream = chunk.subarray(offset)
-        waitCredit(flushPendingToStream)
+        waitCredit('socket-to-stream', flushPendingToStream)
         return
       }
       const piece = chunk.subarray(offset, offset + granted)
@@ -248,7 +307,7 @@ export async function pipeStreamSocket (stream: Stream, socket: Socket, opts: Pi
     pendingToStream = undefined
     if (pending != null) {
       forwardToStream(pending)
-      if (pendingToStream != null || waitingForStreamDrain || waitingForCredit > 0) return
+      if (pendingToStream != null || waitingForStreamDrain || waitingForCredit['socket-to-stream']) return
     }
     if (socketEnded) closeStreamWrite()
     else socket.resume()
@@ -262,7 +321,7 @@ export async function pipeStreamSocket (stream: Stream, socket: Socket, opts: Pi
 
   function onSocketEnd (): void {
     socketEnded = true
-    if (pendingToStream == null && !waitingForStreamDrain && waitingForCredit === 0) closeStreamWrite()
+    if (pendingToStream == null && !waitingForStreamDrain && !waitingForCredit['socket-to-stream']) closeStreamWrite()
   }
 
   function closeStreamWrite (): void {

@@ -17,6 +17,9 @@ export const DEFAULT_CAPACITY_CHECK_INTERVAL_MS = 30_000
 /** Default time limit of one provide round. */
 export const DEFAULT_PROVIDE_TIMEOUT_MS = 60_000
 
+/** Delay before the first retry of a failed advertisement; it doubles up to the capacity check interval. */
+const FIRST_RETRY_DELAY_MS = 1_000
+
 /** How much uplink the node can sell right now. */
 export interface SpareCapacity {
   spareUplinkBps: number
@@ -70,7 +73,7 @@ export interface Advertiser extends TypedEventEmitter<AdvertiserEvents>, Startab
   readonly lastAdvertisedAt: number | undefined
   /** Whether the keys are currently advertised (provided and not withdrawn). */
   readonly advertising: boolean
-  /** Looks at the spare capacity now and provides, re-provides or withdraws as needed. */
+  /** Looks at the spare capacity (after any round in progress) and provides, re-provides or withdraws as needed. */
   refresh(): Promise<void>
 }
 
@@ -83,10 +86,11 @@ class DhtAdvertiser extends TypedEventEmitter<AdvertiserEvents> implements Adver
   private readonly log: Logger
   private timer: NodeJS.Timeout | undefined
   private running = false
-  private pending: Promise<void> | undefined
+  private rounds: Promise<void> = Promise.resolve()
   private shutdown: AbortController | undefined
   private advertisedAt: number | undefined
   private everAdvertised = false
+  private failedRounds = 0
 
   constructor (components: AdvertiserComponents, init: AdvertiserInit) {
     super()
@@ -119,14 +123,15 @@ class DhtAdvertiser extends TypedEventEmitter<AdvertiserEvents> implements Adver
     this.running = false
     clearTimeout(this.timer)
     this.shutdown?.abort()
-    await this.pending
+    await this.rounds.catch(() => {})
     this.advertisedAt = undefined
   }
 
   async refresh (): Promise<void> {
-    if (this.pending != null) return this.pending
-    this.pending = this.round().finally(() => { this.pending = undefined })
-    return this.pending
+    // rounds run one after the other, so a refresh always looks at the capacity after the call
+    const round = this.rounds.catch(() => {}).then(async () => this.round())
+    this.rounds = round
+    return round
   }
 
   private schedule (delayMs: number): void {
@@ -135,8 +140,19 @@ class DhtAdvertiser extends TypedEventEmitter<AdvertiserEvents> implements Adver
     this.timer = setTimeout(() => {
       this.refresh()
         .catch((err: unknown) => { this.log.warn({ err }, 'advertising round failed; will retry') })
-        .finally(() => { this.schedule(this.init.capacityCheckIntervalMs ?? DEFAULT_CAPACITY_CHECK_INTERVAL_MS) })
+        .finally(() => { this.schedule(this.nextDelay()) })
     }, delayMs)
+  }
+
+  /** The capacity check interval, or a shorter, doubling delay while a node with capacity failed to advertise. */
+  private nextDelay (): number {
+    const interval = this.init.capacityCheckIntervalMs ?? DEFAULT_CAPACITY_CHECK_INTERVAL_MS
+    if (this.advertising || this.init.spareCapacity().spareUplinkBps <= 0) {
+      this.failedRounds = 0
+      return interval
+    }
+    this.failedRounds++
+    return Math.min(interval, FIRST_RETRY_DELAY_MS * 2 ** Math.min(this.failedRounds - 1, 16))
   }
 
   private async round (): Promise<void> {

@@ -1,8 +1,8 @@
 import { CommandFailedError, AdapterStateError } from '../errors.ts'
 import { assertBandwidthLimits, normalizeGatewayClient } from '../validate.ts'
-import { parseCounters, parseFlowtables, parseMapElements, parseNftJson, type NftCounter, type NftObject } from './parse.ts'
+import { parseCounters, parseFlowtables, parseForwardingComment, parseMapElements, parseNftJson, type NftCounter, type NftObject } from './parse.ts'
 import {
-  TABLE, TABLE_NAME, TABLE_FAMILY, TOTAL_COUNTERS, admitBatch, deleteClientCountersBatch, deleteTableBatch, evictBatch,
+  FORWARDING_COMMENT_PREFIX, TABLE, TABLE_NAME, TABLE_FAMILY, TOTAL_COUNTERS, admitBatch, deleteClientCountersBatch, deleteTableBatch, evictBatch,
   freezeBatch, ipOfCounterName, limitsBatch, clientCounterNames, startBatch, type ExitMatch
 } from './ruleset.ts'
 import type { Logger } from 'pino'
@@ -108,7 +108,8 @@ export class NftablesGateway {
       if (flowtables.length > 0) {
         throw new AdapterStateError(`flowtable ${flowtables.join(', ')} offloads ${this.init.lanInterface}: offloaded packets skip the forward hook, so spareband could neither meter nor limit them. Turn flow offloading off (OpenWrt: uci set firewall.@defaults[0].flow_offloading=0; uci commit firewall; fw4 reload) and start again`)
       }
-      const batch = startBatch(this.ruleset())
+      const forwarding = (this.init.enableForwarding ?? true) ? (await this.init.runner(['sysctl', '-n', 'net.ipv4.ip_forward'])).stdout.trim() : null
+      const batch = startBatch({ ...this.ruleset(), forwardingBefore: forwarding === '0' || forwarding === '1' ? forwarding : null })
       try {
         await this.nftBatch(batch)
       } catch (err) {
@@ -123,7 +124,7 @@ export class NftablesGateway {
       this.clients.clear()
       for (const c of await this.kernelClients()) this.clients.set(c.ip, c.mac)
       if (this.clients.size > 0) notes.push(`adopted ${this.clients.size} client(s) admitted before a restart`)
-      if (this.init.enableForwarding ?? true) await this.turnOnForwarding(notes)
+      if (forwarding !== null) await this.turnOnForwarding(forwarding, notes)
       this.started = true
       this.log.info({ table: TABLE, lan: this.init.lanInterface, wan: this.init.wanInterface, clients: this.clients.size }, 'nftables gateway started')
       return notes
@@ -288,12 +289,21 @@ export class NftablesGateway {
     })
   }
 
-  private async turnOnForwarding (notes: string[]): Promise<void> {
-    const { stdout } = await this.init.runner(['sysctl', '-n', 'net.ipv4.ip_forward'])
-    if (stdout.trim() === '1') return
-    await this.init.runner(['sysctl', '-q', '-w', 'net.ipv4.ip_forward=1'])
-    this.restoreForwarding ??= stdout.trim()
-    notes.push('turned on net.ipv4.ip_forward (restored on stop)')
+  /**
+   * Turns `ip_forward` on and remembers what to restore on stop: the value the table's
+   * comment recorded when it was created (so a run that crashed with forwarding on is
+   * still undone), else the value found now.
+   */
+  private async turnOnForwarding (current: string, notes: string[]): Promise<void> {
+    const listed = await this.init.runner(['nft', 'list', 'table', TABLE_FAMILY, TABLE_NAME])
+    const original = parseForwardingComment(listed.stdout, FORWARDING_COMMENT_PREFIX) ?? current
+    if (current !== '1') {
+      await this.init.runner(['sysctl', '-q', '-w', 'net.ipv4.ip_forward=1'])
+      notes.push('turned on net.ipv4.ip_forward (restored on stop)')
+    } else if (original !== '1') {
+      notes.push('net.ipv4.ip_forward was left on by a run that did not stop cleanly; it is restored on stop')
+    }
+    if (original !== '1') this.restoreForwarding ??= original
   }
 
   private emptyReading (): CounterReading {

@@ -25,6 +25,17 @@ export interface NftTable {
 const BIG_KEYS = new Set(['bytes', 'packets'])
 
 /**
+ * The `ip_forward` value recorded in the comment of `nft list table …` text output
+ * (nft 1.0.6 leaves table comments out of its JSON), or null when there is none.
+ */
+export function parseForwardingComment (text: string, prefix: string): string | null {
+  const at = text.indexOf(`comment "${prefix}`)
+  if (at < 0) return null
+  const value = text.charAt(at + 'comment "'.length + prefix.length)
+  return value === '0' || value === '1' ? value : null
+}
+
+/**
  * Parses `nft -j` stdout into its objects. nft prints one JSON document per command,
  * one per line (`nft -j 'reset counter …; reset counter …'` prints two); the objects
  * of all of them are returned in order, `metainfo` left out.

@@ -26,6 +26,13 @@ export const TABLE_NAME = 'spareband'
 /** `family name` as nft commands take it. */
 export const TABLE = `${TABLE_FAMILY} ${TABLE_NAME}`
 
+/**
+ * Start of the table's comment recording `net.ipv4.ip_forward` as the first start found
+ * it. `add table` keeps the comment of an existing table, so the value survives a crash
+ * and a restart, and a clean stop restores it even then.
+ */
+export const FORWARDING_COMMENT_PREFIX = 'spareband: ip_forward was '
+
 /** Priority of the forward chain: just before the usual filter chains (fw4's is `filter`). */
 export const FORWARD_PRIORITY = 'filter - 5'
 /** Priority of the NAT chain: after the usual srcnat chains, so an existing masquerade (fw4) wins. */
@@ -60,6 +67,8 @@ export interface GatewayRuleset {
   masquerade: boolean
   limits: BandwidthLimits
   exitMatch: ExitMatch | null
+  /** `net.ipv4.ip_forward` before the start (`0` or `1`), recorded in a new table's comment; null when spareband leaves forwarding alone. */
+  forwardingBefore?: string | null
 }
 
 /** The named counters of one client: `up_0a000002` / `down_0a000002` for 10.0.0.2. */
@@ -117,8 +126,8 @@ function assertRuleset (r: GatewayRuleset): void {
 }
 
 /** Declarations: `add` of an object that exists with the same definition is a no-op, so this is idempotent. */
-function declarations (): string[] {
-  const lines = [`add table ${TABLE}`]
+function declarations (forwardingBefore: string | null): string[] {
+  const lines = [forwardingBefore === null ? `add table ${TABLE}` : `add table ${TABLE} { comment "${FORWARDING_COMMENT_PREFIX}${forwardingBefore}"; }`]
   for (const name of Object.values(TOTAL_COUNTERS)) lines.push(`add counter ${TABLE} ${name}`)
   lines.push(
     `add map ${TABLE} client_up { type ipv4_addr . ether_addr : counter; }`,
@@ -183,9 +192,11 @@ function exitRules (m: ExitMatch | null): string[] {
  */
 export function startBatch (r: GatewayRuleset): string {
   assertRuleset(r)
+  const forwarding = r.forwardingBefore ?? null
+  if (forwarding !== null && !/^[01]$/.test(forwarding)) throw new AdapterConfigError(`forwardingBefore must be "0" or "1", got ${JSON.stringify(forwarding)}`)
   const lan = `"${r.lanInterface}"`
   const lines = [
-    ...declarations(),
+    ...declarations(forwarding),
     `flush chain ${TABLE} forward`,
     `add rule ${TABLE} forward iifname ${lan} jump from_clients`,
     `add rule ${TABLE} forward oifname ${lan} jump to_clients`,

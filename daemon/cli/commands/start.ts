@@ -19,6 +19,7 @@ interface StartOptions {
   dataDir?: string
   listen?: string[]
   bootstrap?: string[]
+  apiListen?: string
   json?: boolean
 }
 
@@ -31,6 +32,7 @@ export function startCommand (program: Command): void {
     .option('--data-dir <dir>', 'data directory (LevelDB state and keys)')
     .option('--listen <multiaddr...>', 'listen addresses')
     .option('--bootstrap <multiaddr...>', 'DHT peers to join through')
+    .option('--api-listen <host:port>', 'control API and dashboard address (default 127.0.0.1:8742; port 0 picks a free one)')
     .option('--json', 'print the started seller as JSON')
     .action(async (opts: StartOptions) => {
       let devnet: Devnet | undefined
@@ -69,7 +71,7 @@ export function startCommand (program: Command): void {
         }, { logger })
         const seller = await startSeller({ config, keys, adapter, logger: log })
         const status = await seller.status()
-        if (opts.json === true) printJson({ ...status, devnet: devnet === undefined ? undefined : { rpcUrl: devnet.rpcUrl, chainId: devnet.chainId, contract: devnet.contract } })
+        if (opts.json === true) printJson({ ...status, api: seller.apiUrl, metrics: seller.metricsUrl, devnet: devnet === undefined ? undefined : { rpcUrl: devnet.rpcUrl, chainId: devnet.chainId, contract: devnet.contract } })
         else {
           printLines(
             `spareband seller ${status.peerId}`,
@@ -79,6 +81,8 @@ export function startCommand (program: Command): void {
             `  prices     ${config.seller.prices.map((p) => `${p.pricePerGiB} per GiB of ${p.token}`).join(', ')}`,
             `  capacity   ${(status.spareUplinkBps / 1e6).toFixed(1)} Mbit/s spare (${status.sharing}), hardware adapter ${adapter.kind}`,
             `  data       ${config.dataDir}`,
+            `  dashboard  ${seller.apiUrl}`,
+            ...(seller.metricsUrl !== undefined ? [`  metrics    ${seller.metricsUrl}metrics`] : []),
             'Press Ctrl-C to stop.'
           )
         }
@@ -95,7 +99,8 @@ function flagLayer (opts: StartOptions): ConfigLayer {
   return {
     ...(opts.dataDir !== undefined ? { dataDir: resolve(opts.dataDir) } : {}),
     ...(opts.listen !== undefined ? { listen: opts.listen } : {}),
-    ...(opts.bootstrap !== undefined ? { bootstrap: opts.bootstrap } : {})
+    ...(opts.bootstrap !== undefined ? { bootstrap: opts.bootstrap } : {}),
+    ...(opts.apiListen !== undefined ? { apiListen: opts.apiListen } : {})
   }
 }
 

@@ -1,0 +1,169 @@
+/**
+ * Parts of a market on one machine, for `spareband demo` and the end-to-end
+ * tests: sellers on loopback with the simulated hardware adapter, paid on a
+ * devnet, and a buyer configured against them. Nothing here listens on
+ * anything but loopback.
+ */
+import { readFile } from 'node:fs/promises'
+import { join } from 'node:path'
+import type { Logger } from 'pino'
+import { createPublicClient, createWalletClient, getContractAddress, http, parseEther, type Address, type Chain, type Hex } from 'viem'
+import { privateKeyToAccount } from 'viem/accounts'
+import { SimulatedAdapter } from '../hardware/simulated.ts'
+import { NATIVE_TOKEN } from '../protocol/contract/channels.ts'
+import { SparebandError } from '../protocol/errors.ts'
+import { createKeyFile, readKeyFile, type NodeKeys } from './config/keys.ts'
+import { resolveConfig, type ConfigLayer } from './config/load.ts'
+import type { Config } from './config/schema.ts'
+import { startSeller, type Seller } from './seller.ts'
+
+/** The chain a local market pays on: a devnet's RPC, id, contract and funded dev keys. */
+export interface LocalChain {
+  rpcUrl: string
+  chainId: number
+  chain: Chain
+  contract: Address
+  /** Private keys of funded accounts (anvil's dev accounts); index 0 pays for the others. */
+  accounts: readonly Hex[]
+}
+
+/** Uplink capacity the simulated sellers claim: loopback carries far more than a home line. */
+export const LOCAL_CAPACITY_MBPS = 10_000
+
+/** How often local chain clients poll: a devnet mines every transaction at once. */
+export const LOCAL_POLLING_MS = 50
+
+/** Options of {@link startLocalSeller}. */
+export interface LocalSellerInit {
+  chain: LocalChain
+  /** The seller's data directory; its keys are created there on first start and reused after. */
+  dataDir: string
+  /** Price per GiB of the native coin, in wei. */
+  pricePerGiB: bigint
+  /** Where earnings go (a cold address). */
+  payout: Address
+  /** DHT peers to join through. */
+  bootstrap?: string[]
+  /** Listen addresses. Default one free port on 127.0.0.1. */
+  listen?: string[]
+  /** Destinations the exit may reach beyond the public internet, e.g. `127.0.0.2/32` for a local test server. */
+  allowCidrs?: string[]
+  region?: string
+  /** Credit window in bytes. Default the config's (1 MiB). */
+  creditWindowBytes?: number
+  logger: Logger
+}
+
+/** A running local seller with the configuration and keys it was started with. */
+export interface LocalSeller extends Seller {
+  config: Config
+  keys: NodeKeys
+}
+
+/** The configuration of a seller of a local market: loopback, simulated hardware, settlement on demand only. */
+export function localSellerConfig (init: Omit<LocalSellerInit, 'logger'>): Config {
+  const layer: ConfigLayer = {
+    dataDir: init.dataDir,
+    listen: init.listen ?? ['/ip4/127.0.0.1/tcp/0'],
+    bootstrap: init.bootstrap ?? [],
+    mdns: false,
+    hardware: 'simulated',
+    uplink: { interface: 'lo', capacityMbps: LOCAL_CAPACITY_MBPS },
+    apiListen: '127.0.0.1:0',
+    chain: { rpcUrl: init.chain.rpcUrl, chainId: init.chain.chainId, contract: init.chain.contract },
+    seller: {
+      payoutAddress: init.payout,
+      region: init.region ?? 'local',
+      prices: [{ token: NATIVE_TOKEN, pricePerGiB: init.pricePerGiB.toString() }],
+      ...(init.creditWindowBytes !== undefined ? { creditWindowBytes: init.creditWindowBytes } : {}),
+      // settle when asked (`settleNow`, `spareband settle`), not on a timer
+      settleIntervalSec: 24 * 3600,
+      settleThreshold: parseEther('1000').toString(),
+      exitPolicy: { denyPorts: [25], allowCidrs: init.allowCidrs ?? [], denyCidrs: [] }
+    }
+  }
+  return resolveConfig([layer])
+}
+
+/** Starts a seller of a local market; its hot key gets gas money from dev account 0 when it has little. */
+export async function startLocalSeller (init: LocalSellerInit): Promise<LocalSeller> {
+  const config = localSellerConfig(init)
+  const keys = await loadOrCreateKeys(join(init.dataDir, 'keys.json'))
+  await fundFromDevAccount(init.chain, keys.hot.address, parseEther('1'))
+  const adapter = new SimulatedAdapter({
+    logger: init.logger.child({ component: 'hardware' }),
+    reason: 'local market on loopback',
+    uplinkInterface: 'lo',
+    uplinkCapacityBytesPerSec: LOCAL_CAPACITY_MBPS * 125_000
+  })
+  const seller = await startSeller({ config, keys, adapter, logger: init.logger, chainPollingIntervalMs: LOCAL_POLLING_MS })
+  return Object.assign(seller, { config, keys })
+}
+
+/** Options of {@link localBuyerConfig}. */
+export interface LocalBuyerConfigInit {
+  chain: Pick<LocalChain, 'rpcUrl' | 'chainId' | 'contract'>
+  dataDir: string
+  bootstrap: string[]
+  /** Most the buyer signs for, in wei. Default the config's. */
+  spendCap?: bigint
+  /** Deposit of a new channel, in wei. Default the config's. */
+  deposit?: bigint
+}
+
+/** The configuration of a buyer of a local market: proxies on free loopback ports. */
+export function localBuyerConfig (init: LocalBuyerConfigInit): Config {
+  return resolveConfig([{
+    dataDir: init.dataDir,
+    bootstrap: init.bootstrap,
+    mdns: false,
+    chain: { rpcUrl: init.chain.rpcUrl, chainId: init.chain.chainId, contract: init.chain.contract },
+    buyer: {
+      socksListen: '127.0.0.1:0',
+      httpListen: '127.0.0.1:0',
+      ...(init.spendCap !== undefined ? { spendCap: init.spendCap.toString() } : {}),
+      ...(init.deposit !== undefined ? { deposit: init.deposit.toString() } : {})
+    }
+  }])
+}
+
+/** Reads the key file at `path`, creating it (mode 0600) when there is none. */
+export async function loadOrCreateKeys (path: string): Promise<NodeKeys> {
+  try {
+    await readFile(path)
+  } catch (err: any) {
+    if (err?.code === 'ENOENT') return await createKeyFile(path)
+    throw err
+  }
+  return await readKeyFile(path)
+}
+
+/** Tops `to` up to at least `amount` wei from the chain's account 0; resolves once mined. */
+export async function fundFromDevAccount (chain: Pick<LocalChain, 'rpcUrl' | 'chain' | 'accounts'>, to: Address, amount: bigint): Promise<void> {
+  const transport = http(chain.rpcUrl)
+  const client = createPublicClient({ chain: chain.chain, transport, pollingInterval: LOCAL_POLLING_MS })
+  const balance = await client.getBalance({ address: to })
+  if (balance >= amount) return
+  const wallet = createWalletClient({ account: privateKeyToAccount(chain.accounts[0]), chain: chain.chain, transport })
+  const hash = await wallet.sendTransaction({ to, value: amount - balance })
+  await client.waitForTransactionReceipt({ hash, pollingInterval: LOCAL_POLLING_MS })
+}
+
+/** Raised when a devnet RPC endpoint has no channel contract where the devnet deploys it. */
+export class DevContractNotFoundError extends SparebandError {
+  constructor (rpcUrl: string, contract: Address) {
+    super('ERR_DEV_CONTRACT', `no SpareChannels contract at ${contract} on ${rpcUrl}; is it a devnet started by \`spareband devnet\` or \`spareband start --dev\`? Otherwise pass --contract`)
+  }
+}
+
+/**
+ * The channel contract of a devnet started by spareband: the first contract
+ * dev account 0 deployed. Checks that code is there.
+ */
+export async function devnetContract (rpcUrl: string, deployer: Address): Promise<Address> {
+  const client = createPublicClient({ transport: http(rpcUrl, { retryCount: 0 }) })
+  const contract = getContractAddress({ from: deployer, nonce: 0n })
+  const code = await client.getCode({ address: contract })
+  if (code === undefined || code === '0x') throw new DevContractNotFoundError(rpcUrl, contract)
+  return contract
+}

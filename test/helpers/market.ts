@@ -1,0 +1,141 @@
+/**
+ * Helpers of the end-to-end market tests: an HTTP file server on loopback
+ * with Range support, and an HTTP client that downloads through a proxy
+ * tunnel and, when the tunnel breaks, reissues the request with a Range
+ * header from the byte it reached.
+ */
+import { createServer, request, type IncomingMessage, type Server } from 'node:http'
+import type { AddressInfo, Socket } from 'node:net'
+
+/** An HTTP server on loopback serving one payload at `/data`. */
+export interface FileServer {
+  host: string
+  port: number
+  /** Requests received so far. */
+  requests: number
+  close: () => Promise<void>
+}
+
+/** Serves `payload` at `GET /data` on `host`, honouring `Range: bytes=a-` and `bytes=a-b`. */
+export async function fileServer (host: string, payload: Buffer): Promise<FileServer> {
+  const sockets = new Set<Socket>()
+  const server: Server = createServer((req, res) => {
+    result.requests++
+    if (req.url !== '/data') {
+      res.writeHead(404).end()
+      return
+    }
+    const range = /^bytes=(\d+)-(\d*)$/.exec(req.headers.range ?? '')
+    if (range === null) {
+      res.writeHead(200, { 'content-length': payload.length, 'content-type': 'application/octet-stream' })
+      res.end(payload)
+      return
+    }
+    const start = Number(range[1])
+    const end = range[2] === '' ? payload.length - 1 : Math.min(Number(range[2]), payload.length - 1)
+    if (start > end) {
+      res.writeHead(416, { 'content-range': `bytes */${payload.length}` }).end()
+      return
+    }
+    res.writeHead(206, { 'content-length': end - start + 1, 'content-range': `bytes ${start}-${end}/${payload.length}` })
+    res.end(payload.subarray(start, end + 1))
+  })
+  server.on('connection', (socket) => {
+    sockets.add(socket)
+    socket.on('close', () => { sockets.delete(socket) })
+  })
+  await new Promise<void>((resolve, reject) => {
+    server.once('error', reject)
+    server.listen(0, host, () => { resolve() })
+  })
+  const result: FileServer = {
+    host,
+    port: (server.address() as AddressInfo).port,
+    requests: 0,
+    close: async () => {
+      for (const socket of sockets) socket.destroy()
+      await new Promise<void>((resolve) => { server.close(() => { resolve() }) })
+    }
+  }
+  return result
+}
+
+/** Opens a tunnel to the file server through a proxy (SOCKS5 or HTTP CONNECT). */
+export type OpenTunnel = () => Promise<Socket>
+
+/** Options of {@link download}. */
+export interface DownloadOptions {
+  /** Opens a fresh tunnel for each attempt. */
+  tunnel: OpenTunnel
+  /** `host:port` of the file server, for the Host header. */
+  authority: string
+  /** First byte to fetch. Default 0. */
+  from?: number
+  /** Bytes to fetch. Default: to the end. */
+  length?: number
+  /** Attempts in all (the first and the reissues after a broken tunnel). Default 1. */
+  attempts?: number
+  /** Called with the running byte count as data arrives. */
+  onData?: (received: number) => void
+}
+
+/** What {@link download} got. */
+export interface Downloaded {
+  body: Buffer
+  /** Attempts used (1 when the first one completed). */
+  attempts: number
+}
+
+/**
+ * Downloads `/data` through tunnels: when one breaks before the body is
+ * complete, the next attempt asks for the rest with a Range header.
+ */
+export async function download (options: DownloadOptions): Promise<Downloaded> {
+  const attempts = options.attempts ?? 1
+  const chunks: Buffer[] = []
+  let received = 0
+  let total: number | undefined = options.length
+  const from = options.from ?? 0
+  let lastError: unknown
+  for (let attempt = 1; attempt <= attempts; attempt++) {
+    try {
+      const first = from + received
+      const last = total === undefined ? '' : String(from + total - 1)
+      const socket = await options.tunnel()
+      const res = await get(socket, options.authority, `bytes=${first}-${last}`)
+      if (res.statusCode !== 206) throw new Error(`the file server answered ${res.statusCode}`)
+      const range = /^bytes (\d+)-(\d+)\/(\d+)$/.exec(res.headers['content-range'] ?? '')
+      if (range === null || Number(range[1]) !== first) throw new Error(`unexpected content-range ${res.headers['content-range']}`)
+      total ??= Number(range[3]) - from
+      await new Promise<void>((resolve, reject) => {
+        res.on('data', (chunk: Buffer) => {
+          chunks.push(chunk)
+          received += chunk.length
+          options.onData?.(received)
+        })
+        const settle = (): void => { res.complete ? resolve() : reject(new Error('the tunnel broke before the body was complete')) }
+        res.once('end', settle)
+        res.once('close', settle)
+        res.once('error', reject)
+      })
+      if (received >= total) return { body: Buffer.concat(chunks), attempts: attempt }
+    } catch (err) {
+      lastError = err
+    }
+  }
+  throw new Error(`download incomplete after ${attempts} attempts (${received} of ${total ?? '?'} bytes): ${(lastError as Error)?.message}`)
+}
+
+/** Sends `GET /data` with `range` over an open tunnel and resolves with the response head. */
+async function get (socket: Socket, authority: string, range: string): Promise<IncomingMessage> {
+  return await new Promise<IncomingMessage>((resolve, reject) => {
+    const req = request({
+      createConnection: () => socket,
+      method: 'GET',
+      path: '/data',
+      headers: { host: authority, range, connection: 'close' }
+    }, resolve)
+    req.once('error', reject)
+    req.end()
+  })
+}
