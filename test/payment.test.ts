@@ -196,6 +196,28 @@ describe('payment stream (real nodes, real chain, real LevelDB)', () => {
     }
   })
 
+  it('a hostile peer sending garbage or an oversize frame only loses its own stream', async () => {
+    for (const frame of [new TextEncoder().encode('{"v":1,"type":"open","channel":{"__proto__":1}}'), new Uint8Array(PAYMENT_MAX_MESSAGE_BYTES + 1)]) {
+      const stream = await buyer.dialProtocol(seller.peerId, PAYMENT_PROTOCOL)
+      // an oversize frame must be refused by the seller's framing: write the length prefix and bytes by hand
+      const prefix = frame.length < 0x80 ? Uint8Array.of(frame.length) : Uint8Array.of((frame.length & 0x7f) | 0x80, frame.length >> 7)
+      stream.send(prefix)
+      stream.send(frame)
+      const closed = await Promise.race([
+        new Promise<boolean>((resolve) => { stream.addEventListener('close', () => resolve(true), { once: true }) }),
+        new Promise<boolean>((resolve) => setTimeout(() => resolve(false), 5000))
+      ])
+      assert.ok(closed, 'the seller closed the hostile stream')
+    }
+    // the service still serves others: a real session opens and is answered
+    const { channel } = await openChannel(5)
+    const stream = await buyer.dialProtocol(seller.peerId, PAYMENT_PROTOCOL)
+    const framed = framedStream(stream, { maxMessageBytes: PAYMENT_MAX_MESSAGE_BYTES })
+    await framed.write(paymentCodecs.fromBuyer.encode({ v: 1, type: 'open', channel, service: 'relay', pricePerGiB: PRICE }))
+    assert.equal(paymentCodecs.fromSeller.decode(await framed.read()).type, 'accepted')
+    stream.abort(new Error('test done'))
+  })
+
   it('refuses a session whose channel pays someone else', async () => {
     const { channel } = await openChannel(4)
     const other = { ...channel, payee: privateKeyToAccount(generatePrivateKey()).address }

@@ -29,8 +29,9 @@ import type { SellerStore } from '../state/store.ts'
 import type { CounterConsumer, CounterLoop } from './counter-loop.ts'
 import type { GatewaySessionHost } from './session-host.ts'
 
-/** Store names of the gateway's state. */
+/** Meter snapshot name of the bytes counted per channel (`SellerStore.putMeterSnapshot`). */
 export const GATEWAY_LEDGER = 'gateway-delivered'
+/** Meta key of the device bindings (IP, MAC, channel), JSON. */
 export const GATEWAY_BINDINGS = 'gateway-clients'
 
 /** Raised when a buyer's connection cannot be bound to a device on the LAN; the code goes back to the buyer. */

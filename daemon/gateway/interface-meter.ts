@@ -27,7 +27,7 @@ export interface InterfaceMeterInit {
   runner: CommandRunner
   /** The interface the device reaches the gateway through (its default route's). */
   interface: string
-  /** Time between two polls. Default 100 ms (well inside the 2 s a usage report may wait for the meter). */
+  /** Time between two polls. Default 250 ms (well inside the 2 s a usage report may wait for the meter). */
   pollMs?: number
   logger: Logger
 }
@@ -60,7 +60,7 @@ export class InterfaceMeter extends EventEmitter<InterfaceMeterEvents> {
     this.#last = await this.#read()
     this.#timer = setInterval(() => {
       this.poll().catch((err: any) => this.#log.warn({ err: err?.message }, 'cannot read the interface counters'))
-    }, this.#init.pollMs ?? 100)
+    }, this.#init.pollMs ?? 250)
   }
 
   /** Reads the counters now and emits what moved since the last poll; returns the total. */

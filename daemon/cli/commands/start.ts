@@ -66,6 +66,7 @@ export function startCommand (program: Command): void {
         log.level = config.logLevel
         const { adapter } = createHardwareAdapter({
           adapter: config.hardware,
+          lanInterface: config.gateway?.lanInterface,
           wanInterface: config.uplink.interface,
           uplinkCapacityBytesPerSec: config.uplink.capacityMbps === undefined ? undefined : config.uplink.capacityMbps * 125_000
         }, { logger })
