@@ -100,6 +100,37 @@ export async function startLocalSeller (init: LocalSellerInit): Promise<LocalSel
   return Object.assign(seller, { config, keys })
 }
 
+/**
+ * Forms the market's DHT: waits until every seller advertised and knows its
+ * own addresses, then provides every seller's keys again so that each record
+ * reaches every DHT peer there is now. Sellers that advertised while the DHT had fewer peers left their records
+ * on those peers only (the advertiser provides again after hours), and a lookup
+ * stops at the peers closest to the key, so a buyer entering through another
+ * seller could miss them.
+ */
+export async function formMarketDht (sellers: readonly LocalSeller[], timeoutMs = 15_000): Promise<void> {
+  const deadline = Date.now() + timeoutMs
+  const until = async (check: () => Promise<boolean> | boolean, what: string): Promise<void> => {
+    while (!await check()) {
+      if (Date.now() > deadline) throw new SparebandError('ERR_MARKET_DHT', `${what} within ${timeoutMs} ms`)
+      await new Promise((resolve) => setTimeout(resolve, 20))
+    }
+  }
+  for (const seller of sellers) {
+    const id = seller.node.peerId
+    if (seller !== sellers[0]) await until(() => seller.node.services.advertiser.advertising, `seller ${id.toString()} did not advertise`)
+    // a DHT peer lists itself among the providers only once libp2p has put its own addresses in its peer store (1 s after listening)
+    await until(async () => (await seller.node.peerStore.get(id)).addresses.length > 0, `seller ${id.toString()} did not record its own addresses`)
+  }
+  await Promise.all(sellers.map(async (seller) => {
+    await seller.node.services.advertiser.refresh()
+    const signal = AbortSignal.timeout(Math.max(1, deadline - Date.now()))
+    for (const key of seller.node.services.advertiser.keys) {
+      for await (const _ of seller.node.services.dht.provide(key, { signal })) { /* drain the query */ }
+    }
+  }))
+}
+
 /** Options of {@link localBuyerConfig}. */
 export interface LocalBuyerConfigInit {
   chain: Pick<LocalChain, 'rpcUrl' | 'chainId' | 'contract'>

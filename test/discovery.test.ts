@@ -192,12 +192,14 @@ describe('offer protocol against hostile peers', () => {
     await attacker.peerStore.merge(seller.peerId, { multiaddrs: seller.getMultiaddrs() })
     const held = [await rawStream(attacker, seller), await rawStream(attacker, seller)]
     // the seller resets a third concurrent stream once negotiated (the dialer may learn it only then)
+    const started = Date.now()
     const third = await rawStream(attacker, seller).catch(() => undefined)
     if (third != null) {
       const end = await third.ended
       assert.equal(end.bytes, 0)
       assert.notEqual(end.status, 'open')
     }
+    assert.ok(Date.now() - started < 1_000, 'the third stream is refused at once, not by the stream timeout')
     for (const h of held) assert.equal(h.stream.status, 'open', 'the streams within the limit are untouched')
     for (const h of held) h.stream.abort(new Error('test done'))
   })

@@ -91,6 +91,23 @@ describe('advertiser', () => {
     assert.deepEqual(eu, new Set(withCapacity.filter((s) => s.region === 'eu').map((s) => s.node.peerId.toString())))
   })
 
+  it('repeats a young advert while the DHT forms, then keeps to its interval', async () => {
+    const boot = await nodes.start()
+    const seller = await nodes.start({
+      bootstrap: [dialAddress(boot)],
+      services: { advertiser: advertiser({ logger, spareCapacity: () => ({ spareUplinkBps: 1_000_000 }), reprovideIntervalMs: 3_600_000, capacityCheckIntervalMs: 3_600_000, earlyReprovideDelaysMs: [100, 200] }) }
+    })
+    const service = seller.services.advertiser
+    const adverts: number[] = []
+    service.addEventListener('advertised', (e) => { adverts.push(e.detail.at) })
+    const deadline = Date.now() + 5000
+    while (adverts.length < 3 && Date.now() < deadline) await new Promise((resolve) => setTimeout(resolve, 20))
+    assert.equal(adverts.length, 3, 'the first advert and two early repeats')
+    await new Promise((resolve) => setTimeout(resolve, 600))
+    assert.equal(adverts.length, 3, 'no more adverts before the regular interval')
+    assert.ok(adverts[1] - adverts[0] >= 100 && adverts[2] - adverts[1] >= 200)
+  })
+
   it('re-provides only after its interval, withdraws without capacity and comes back with it', async () => {
     const boot = await nodes.start()
     const capacity: SpareCapacity = { spareUplinkBps: 1_000_000 }

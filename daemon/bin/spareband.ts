@@ -13,6 +13,9 @@ import { channelsCommand } from '../cli/commands/channels.ts'
 import { earningsCommand } from '../cli/commands/earnings.ts'
 import { settleCommand } from '../cli/commands/settle.ts'
 import { fleetCommand } from '../cli/commands/fleet.ts'
+import { connectCommand } from '../cli/commands/connect.ts'
+import { offersCommand } from '../cli/commands/offers.ts'
+import { demoCommand } from '../cli/commands/demo.ts'
 
 const program = new Command('spareband')
   .description('sell spare uplink capacity peer to peer, or buy it (spareband connect)')
@@ -25,6 +28,9 @@ channelsCommand(program)
 earningsCommand(program)
 settleCommand(program)
 fleetCommand(program)
+connectCommand(program)
+offersCommand(program)
+demoCommand(program)
 devnetCommand(program)
 
 try {

@@ -16,7 +16,7 @@ import { openBuyerPaymentSession, type BuyerPaymentSession, type PaymentSessionE
 import type { BuyerStore } from './buyer-store.ts'
 import type { SellerCandidate, SellerDiscovery } from './discovery.ts'
 import { httpConnectProxy } from './http-connect.ts'
-import type { LocalProxy } from './local-proxy.ts'
+import type { LocalProxy, ProxyDirection } from './local-proxy.ts'
 import { failureKind, libp2pRelayDialer, type RelayDialerNode, type RelayTarget } from './relay-dialer.ts'
 import { socks5Proxy } from './socks5.ts'
 import type { PeerId, Stream } from '@libp2p/interface'
@@ -39,6 +39,13 @@ export class SpendCapReachedError extends SparebandError {
 export class ChannelOpenError extends SparebandError {
   constructor (payee: Address, funder: Address | undefined, cause: unknown) {
     super('ERR_CHANNEL_OPEN', `cannot open a payment channel to ${payee}: ${(cause as Error)?.message ?? String(cause)}; check the RPC endpoint and that the hot key ${funder ?? '(none configured)'} holds the deposit plus gas`, { cause })
+  }
+}
+
+/** Raised when a local proxy cannot listen on its address. */
+export class ProxyListenError extends SparebandError {
+  constructor (proxy: string, cause: NodeJS.ErrnoException & { address?: string, port?: number }) {
+    super('ERR_PROXY_LISTEN', `the ${proxy} proxy cannot listen on ${cause.address ?? '?'}:${cause.port ?? '?'} (${cause.code}); stop what uses it or pick another address (port 0 picks a free one)`, { cause })
   }
 }
 
@@ -107,6 +114,8 @@ interface Current {
   /** The channel's meter and signed amount when the session opened (earlier sessions' share). */
   baseBytes: bigint
   baseAmount: bigint
+  /** The session's open relay streams. */
+  streams: Set<Stream>
 }
 
 /** The buyer's side of the market, with local proxies. */
@@ -166,19 +175,29 @@ export class BuyerClient extends EventEmitter<BuyerClientEvents> {
     }
   }
 
-  /** Finds a seller, opens its session and starts the proxies. */
+  /**
+   * Starts the proxies, then finds a seller and opens its session (connections
+   * that arrive meanwhile wait for it). Throws {@link ProxyListenError} when a
+   * proxy address is taken, {@link NoSellerError} when no seller can be used.
+   */
   async start (): Promise<void> {
-    await this.#useNextSeller()
     const dialer = { dial: async (target: RelayTarget, options?: { signal?: AbortSignal }) => await this.#dial(target, options) }
-    // bytes count towards the session in use when they are forwarded; a connection through a seller that
-    // failed has lost its stream, so nothing of it reaches the next seller's meter
-    const onForward = (bytes: number): void => { this.#current?.session.meter(bytes) }
+    // bytes count towards the session in use; the streams of a seller left behind end with its session
+    // (closed by us, or by the seller), so at most the bytes in flight at a switch reach the next meter
+    const onForward = (bytes: number, direction: ProxyDirection): void => { this.#current?.session.meter(bytes, direction) }
     const common = { dialer, onForward, logger: this.#init.logger }
     this.#socks = socks5Proxy({ ...common, host: this.#init.socks?.host ?? '127.0.0.1', port: this.#init.socks?.port ?? 0 })
     this.#http = httpConnectProxy({ ...common, host: this.#init.http?.host ?? '127.0.0.1', port: this.#init.http?.port ?? 0 })
     try {
-      await this.#socks.start()
-      await this.#http.start()
+      for (const proxy of [this.#socks, this.#http]) {
+        await proxy.start().catch((err: NodeJS.ErrnoException) => {
+          throw err.code === 'EADDRINUSE' || err.code === 'EADDRNOTAVAIL' || err.code === 'EACCES' ? new ProxyListenError(proxy === this.#socks ? 'SOCKS5' : 'HTTP CONNECT', err) : err
+        })
+      }
+      let failure: unknown
+      this.#switching = this.#useNextSeller().catch((err: unknown) => { failure = err }).finally(() => { this.#switching = undefined })
+      await this.#switching
+      if (failure !== undefined) throw failure
     } catch (err) {
       await this.stop()
       throw err
@@ -210,7 +229,10 @@ export class BuyerClient extends EventEmitter<BuyerClientEvents> {
       const cur = await this.#ready()
       const route = { seller: cur.candidate.peerId, sessionId: cur.session.sessionId }
       try {
-        return await libp2pRelayDialer({ node: this.#init.node, route: () => route }).dial(target, options)
+        const stream = await libp2pRelayDialer({ node: this.#init.node, route: () => route }).dial(target, options)
+        cur.streams.add(stream)
+        stream.addEventListener('close', () => { cur.streams.delete(stream) }, { once: true })
+        return stream
       } catch (err) {
         const kind = failureKind(err)
         if ((kind !== 'seller' && kind !== 'session') || attempt > 0 || options?.signal?.aborted === true) throw err
@@ -354,6 +376,7 @@ export class BuyerClient extends EventEmitter<BuyerClientEvents> {
     }
     const lastSigned = await init.store.getSigned(channel.channel.channelId)
     const baseAmount = lastSigned?.cumulativeAmount ?? 0n
+    const streams = new Set<Stream>()
     const session = await openBuyerPaymentSession({
       dialProtocol: init.node.dialProtocol.bind(init.node),
       seller: candidate.peerId,
@@ -366,9 +389,15 @@ export class BuyerClient extends EventEmitter<BuyerClientEvents> {
       tolerance: init.tolerance,
       lastSigned,
       onSigned: (sv) => init.store.putSigned(sv),
+      // what the seller sent that waits in our streams for a slow local client
+      receivedUnforwarded: () => {
+        let bytes = 0
+        for (const stream of streams) bytes += stream.readBufferLength
+        return bytes
+      },
       logger: init.logger
     })
-    return { candidate, session, baseBytes: session.channel.meteredBytes, baseAmount: session.channel.signedAmount }
+    return { candidate, session, baseBytes: session.channel.meteredBytes, baseAmount: session.channel.signedAmount, streams }
   }
 
   /** An open channel to `payee` with deposit left, or a new one. */

@@ -44,6 +44,13 @@ export interface BuyerPaymentInit {
   onSigned?: (voucher: SignedVoucher) => Promise<void>
   /** How long a report ahead of the meter may wait for in-flight bytes. Default 2 s. */
   catchUpMs?: number
+  /**
+   * Bytes received from the seller that still wait in this buyer's buffers for a slow
+   * local client (relay: the read buffers of the session's streams). They count as
+   * received, and while there are any, a report ahead of the meter is not refused: the
+   * missing bytes are held up by our own client, not by the seller.
+   */
+  receivedUnforwarded?: () => number
   /** Time for the seller to answer `open`. Default 10 s. */
   timeoutMs?: number
   /** What the session pays for. Default `relay`. */
@@ -79,6 +86,8 @@ export class BuyerPaymentSession extends EventEmitter<BuyerPaymentEvents> {
   #closeError: PaymentSessionError | undefined
   #pending: { seq: number, cumulativeBytes: bigint, amountDue: bigint, since: number } | undefined
   #signing = false
+  /** Received bytes counted in the meter before they were forwarded (see {@link BuyerPaymentInit.receivedUnforwarded}). */
+  #countedAhead = 0n
   readonly #framed: FramedStream
   readonly #stream: Stream
   readonly #init: BuyerPaymentInit
@@ -117,10 +126,28 @@ export class BuyerPaymentSession extends EventEmitter<BuyerPaymentEvents> {
     return this.#closeError
   }
 
-  /** Adds relayed bytes (either direction) to the buyer's meter. */
-  meter (bytes: number): void {
-    this.channel.recordUsage(BigInt(bytes))
+  /**
+   * Adds relayed bytes to the buyer's meter: `up` sent to the seller, `down`
+   * received from it and forwarded to the client (bytes already counted while
+   * they waited in a buffer are not counted again).
+   */
+  meter (bytes: number, direction: 'up' | 'down' = 'up'): void {
+    let n = BigInt(bytes)
+    if (direction === 'down' && this.#countedAhead > 0n) {
+      const counted = n < this.#countedAhead ? n : this.#countedAhead
+      this.#countedAhead -= counted
+      n -= counted
+    }
+    if (n > 0n) this.channel.recordUsage(n)
     if (this.#pending !== undefined) this.#answerPending()
+  }
+
+  /** Counts received bytes still waiting in our buffers; returns how many there are. */
+  #countBuffered (): bigint {
+    const buffered = BigInt(this.#init.receivedUnforwarded?.() ?? 0)
+    if (buffered > this.#countedAhead) this.channel.recordUsage(buffered - this.#countedAhead)
+    this.#countedAhead = buffered
+    return buffered
   }
 
   /** Ends the session politely. */
@@ -176,11 +203,13 @@ export class BuyerPaymentSession extends EventEmitter<BuyerPaymentEvents> {
     const p = this.#pending
     if (p === undefined || this.#signing || this.#closed) return
     let voucher: Voucher
+    const buffered = this.#countBuffered()
     try {
       voucher = this.channel.nextVoucher({ cumulativeBytes: p.cumulativeBytes, amountDue: p.amountDue })
     } catch (err) {
       if (!(err instanceof UsageReportRejectedError)) throw err
-      if (err.code === 'ERR_USAGE_ABOVE_METER' && !deadlinePassed) return // wait for in-flight bytes
+      // wait for in-flight bytes; past the deadline too while our own client holds data up (the rest cannot arrive before it reads)
+      if (err.code === 'ERR_USAGE_ABOVE_METER' && (!deadlinePassed || buffered > 0n)) return
       if (err.code === 'ERR_NOT_MONOTONIC') { this.#pending = undefined; return }
       this.#log.warn({ code: err.code }, 'refusing to pay: %s', err.message)
       this.#finish(new PaymentSessionError(err.code, err.message))

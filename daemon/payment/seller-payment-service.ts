@@ -95,6 +95,8 @@ export interface SessionInfo {
 }
 
 const ZERO = '0x0000000000000000000000000000000000000000'
+/** Most time `stop()` gives the sessions to say goodbye. */
+const STOP_GRACE_MS = 1_000
 
 /** The seller's payment service and relay session gate. */
 export class SellerPaymentService implements Startable, RelaySessionGate {
@@ -102,6 +104,8 @@ export class SellerPaymentService implements Startable, RelaySessionGate {
   readonly #init: SellerPaymentInit
   readonly #log: Logger
   readonly #sessions = new Map<string, SellerSession>()
+  /** Payment streams being served, until their session is recorded. */
+  readonly #serving = new Set<Promise<void>>()
   readonly #voucherOutcomes = new Map<string, number>()
   readonly #windowBytes: bigint
   readonly #toleranceBytes: bigint
@@ -119,15 +123,28 @@ export class SellerPaymentService implements Startable, RelaySessionGate {
 
   async start (): Promise<void> {
     await this.#components.registrar.handle(PAYMENT_PROTOCOL, (stream, connection) => {
-      void this.#serve(stream, connection)
+      const serving = this.#serve(stream, connection)
+      this.#serving.add(serving)
+      void serving.finally(() => { this.#serving.delete(serving) })
     }, { maxInboundStreams: 4, runOnLimitedConnection: false })
   }
 
-  async stop (): Promise<void> {
+  /** Ends every session while the connections are still up: each buyer is told why (`close`) and each session recorded. */
+  async beforeStop (): Promise<void> {
     await this.#components.registrar.unhandle(PAYMENT_PROTOCOL)
     for (const session of this.#sessions.values()) {
       session.revoke(new SessionRevokedError('ERR_SELLER_STOPPING', 'the seller is shutting down; reconnect to another seller'))
     }
+    let timer: NodeJS.Timeout | undefined
+    await Promise.race([
+      Promise.allSettled([...this.#serving]),
+      new Promise((resolve) => { timer = setTimeout(resolve, STOP_GRACE_MS) })
+    ])
+    clearTimeout(timer)
+  }
+
+  async stop (): Promise<void> {
+    await this.beforeStop()
   }
 
   /** Live sessions. */

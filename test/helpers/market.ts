@@ -77,6 +77,8 @@ export interface DownloadOptions {
   attempts?: number
   /** Called with the running byte count as data arrives. */
   onData?: (received: number) => void
+  /** Stop reading for `ms` once `afterBytes` arrived (a slow client: the proxy sees backpressure). */
+  stall?: { afterBytes: number, ms: number }
 }
 
 /** What {@link download} got. */
@@ -97,6 +99,7 @@ export async function download (options: DownloadOptions): Promise<Downloaded> {
   let total: number | undefined = options.length
   const from = options.from ?? 0
   let lastError: unknown
+  let stall = options.stall
   for (let attempt = 1; attempt <= attempts; attempt++) {
     try {
       const first = from + received
@@ -112,6 +115,12 @@ export async function download (options: DownloadOptions): Promise<Downloaded> {
           chunks.push(chunk)
           received += chunk.length
           options.onData?.(received)
+          if (stall !== undefined && received >= stall.afterBytes) {
+            const ms = stall.ms
+            stall = undefined
+            res.pause()
+            setTimeout(() => { res.resume() }, ms)
+          }
         })
         const settle = (): void => { res.complete ? resolve() : reject(new Error('the tunnel broke before the body was complete')) }
         res.once('end', settle)
@@ -137,5 +146,7 @@ async function get (socket: Socket, authority: string, range: string): Promise<I
     }, resolve)
     req.once('error', reject)
     req.end()
+    // the proxy handshake helpers leave the tunnel paused; the HTTP parser reads only from a flowing socket
+    socket.resume()
   })
 }

@@ -1,14 +1,10 @@
 import { rm } from 'node:fs/promises'
 import { join, resolve } from 'node:path'
 import type { Command } from 'commander'
-import { createPublicClient, createWalletClient, http, parseEther, type Address } from 'viem'
-import { privateKeyToAccount } from 'viem/accounts'
-import { createHardwareAdapter } from '../../../hardware/index.ts'
-import { startDevnet, type Devnet } from '../../chain/devnet.ts'
-import { createKeyFile, readKeyFile, type NodeKeys } from '../../config/keys.ts'
-import { envLayers, readConfigFile, resolveConfig, type ConfigLayer } from '../../config/load.ts'
-import { createLogger } from '../../log.ts'
-import { startSeller } from '../../seller.ts'
+import type { Address } from 'viem'
+import type { Devnet } from '../../chain/devnet.ts'
+import type { NodeKeys } from '../../config/keys.ts'
+import type { ConfigLayer } from '../../config/load.ts'
 import { printJson, printLines } from '../output.ts'
 import { untilSignal } from '../signals.ts'
 
@@ -35,6 +31,11 @@ export function startCommand (program: Command): void {
     .option('--api-listen <host:port>', 'control API and dashboard address (default 127.0.0.1:8742; port 0 picks a free one)')
     .option('--json', 'print the started seller as JSON')
     .action(async (opts: StartOptions) => {
+      // the daemon's modules load only when it starts, so other commands start fast
+      const [{ privateKeyToAccount }, { createHardwareAdapter }, { startDevnet }, { readKeyFile }, { envLayers, readConfigFile, resolveConfig }, { createLogger }, { startSeller }] = await Promise.all([
+        import('viem/accounts'), import('../../../hardware/index.ts'), import('../../chain/devnet.ts'), import('../../config/keys.ts'),
+        import('../../config/load.ts'), import('../../log.ts'), import('../../seller.ts')
+      ])
       let devnet: Devnet | undefined
       const logger = createLogger()
       try {
@@ -106,6 +107,7 @@ function flagLayer (opts: StartOptions): ConfigLayer {
 }
 
 async function loadOrCreateKeys (path: string): Promise<NodeKeys> {
+  const { createKeyFile, readKeyFile } = await import('../../config/keys.ts')
   try {
     return await readKeyFile(path)
   } catch (err: any) {
@@ -116,6 +118,7 @@ async function loadOrCreateKeys (path: string): Promise<NodeKeys> {
 
 /** Gives the dev hot key gas money from the devnet's first account. */
 async function fund (devnet: Devnet, to: Address): Promise<void> {
+  const [{ createPublicClient, createWalletClient, http, parseEther }, { privateKeyToAccount }] = await Promise.all([import('viem'), import('viem/accounts')])
   const transport = http(devnet.rpcUrl)
   const wallet = createWalletClient({ account: privateKeyToAccount(devnet.accounts[0]), chain: devnet.chain, transport })
   const client = createPublicClient({ chain: devnet.chain, transport })
