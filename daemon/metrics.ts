@@ -26,6 +26,8 @@ export interface SellerMetricsSource {
   capacity: () => SpareCapacity
   /** Vouchers handled since start, by outcome (`accepted` or the rejection code). */
   voucherOutcomes: () => ReadonlyMap<string, number>
+  /** Relay-exit reconciliation: kernel vs userspace counts over the last judged span, or null (none yet, or no kernel counters). */
+  exitDivergence: () => number | null
 }
 
 /** Options of {@link createSellerMetrics}. */
@@ -54,6 +56,17 @@ export function createSellerMetrics (src: SellerMetricsSource, options: SellerMe
     return await inFlight
   }
   const registers = [registry]
+
+  new Gauge({
+    name: 'spareband_exit_divergence_ratio',
+    help: 'Relay-exit reconciliation: (kernel-counted payload - the exit\'s own count) / the larger, over the last judged span; absent until a span was judged',
+    registers,
+    collect () {
+      this.reset()
+      const d = src.exitDivergence()
+      if (d !== null) this.set(d)
+    }
+  })
 
   new Counter({
     name: 'spareband_vouchers_total',

@@ -92,13 +92,18 @@ export async function startSeller (init: SellerInit): Promise<Seller> {
   try {
     await adapter.start()
     stoppers.unshift(async () => { await adapter.stop() })
-    const capacity = new CapacityMonitor({ adapter, policy: sharingPolicy(config), soldThisPeriodBytes: () => 0n, logger: log })
+    let node: SparebandNode<SellerServices> | undefined
+    let metering: KernelMetering | undefined
+    const soldBytes = (): bigint => {
+      const relayed = node?.services.payment.relayedBytes() ?? { up: 0n, down: 0n }
+      return relayed.up + relayed.down + (metering?.gateway?.countedBytes() ?? 0n)
+    }
+    const capacity = new CapacityMonitor({ adapter, policy: sharingPolicy(config), soldBytes, store, logger: log })
     await capacity.start()
     stoppers.unshift(() => capacity.stop())
     const spareBps = (): number => Math.floor(capacity.current().spareBytesPerSec * 8)
 
-    let node: SparebandNode<SellerServices> | undefined
-    const metering = await startKernelMetering({
+    metering = await startKernelMetering({
       adapter,
       store,
       gateway: config.gateway,
@@ -192,7 +197,7 @@ export async function startSeller (init: SellerInit): Promise<Seller> {
       owed: (await settler.owed()).map((o) => ({ channelId: o.channel.channelId, token: o.channel.token, owed: o.owed })),
       verifierBackend: verifier.backend
     })
-    const metrics = createSellerMetrics({ store, settler, sessions, relayedBytes: () => started.services.payment.relayedBytes(), voucherOutcomes: () => started.services.payment.voucherOutcomes(), capacity: () => capacity.current() })
+    const metrics = createSellerMetrics({ store, settler, sessions, relayedBytes: () => started.services.payment.relayedBytes(), voucherOutcomes: () => started.services.payment.voucherOutcomes(), exitDivergence: () => metering?.reconciler?.current().divergence ?? null, capacity: () => capacity.current() })
     const api = await startApiServer({
       seller: { store, settler, sessions, status, tokens: config.seller.prices.map((p) => p.token as Address), settleNow: async (o) => await settler.settleNow(o) },
       metrics,

@@ -1,5 +1,5 @@
 /**
- * A local development chain: starts anvil (from the `@foundry-rs/anvil` package) on
+ * A local development chain: starts anvil (the binary of the `@foundry-rs/anvil-<platform>-<arch>` package, a dev dependency) on
  * 127.0.0.1 and a free port, waits until its RPC answers, and deploys `SpareChannels` with
  * anvil's well-known dev account 0. Used by tests, benchmarks and `npm start`.
  */
@@ -71,7 +71,7 @@ export function anvilBinaryPath (): string {
   try {
     path = require.resolve(`${pkg}/bin/${binary}`)
   } catch (err) {
-    throw new DevnetError('ERR_DEVNET_START', `anvil is not installed for ${process.platform}/${process.arch} (${pkg}); run \`npm ci\` with dev dependencies`, { cause: err })
+    throw new DevnetError('ERR_DEVNET_START', `anvil is not installed for ${process.platform}/${process.arch} (${pkg}); install it with \`npm install --no-save ${pkg}\` (the project pins the linux-x64 build), or point the daemon at another chain with --config`, { cause: err })
   }
   if (!existsSync(path)) throw new DevnetError('ERR_DEVNET_START', `anvil binary missing at ${path}; reinstall @foundry-rs/anvil`)
   return path

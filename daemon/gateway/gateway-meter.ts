@@ -89,6 +89,7 @@ export class GatewayMeter implements CounterConsumer, GatewaySessionHost {
   readonly #log: Logger
   /** Devices with a live session, by IP. */
   readonly #attached = new Map<string, Attached>()
+  #countedBytes = 0n
   /** Which channel pays for which device (persisted): also the devices left admitted by a crash. */
   readonly #bindings = new Map<string, Binding>()
   /** Bytes counted per channel (lower-case id) of channels with no live session and unpaid usage. */
@@ -190,6 +191,7 @@ export class GatewayMeter implements CounterConsumer, GatewaySessionHost {
       let changed = false
       for (const c of reading.clients) {
         const bytes = c.uploadBytes + c.downloadBytes
+        this.#countedBytes += bytes
         const att = this.#attached.get(c.ip)
         if (att !== undefined && att.client.mac === c.mac) {
           if (bytes > 0n) moved.add(c.ip)
@@ -208,6 +210,11 @@ export class GatewayMeter implements CounterConsumer, GatewaySessionHost {
       }
       if (changed || moved.size > 0) await this.#saveLedger()
     })
+  }
+
+  /** Bytes the kernel counted for admitted devices since start (what the gateway sold, paid or not). */
+  countedBytes (): bigint {
+    return this.#countedBytes
   }
 
   /** The metered devices now. */
