@@ -236,7 +236,6 @@ function sharingPolicy (config: Config): SharingPolicy {
   const days = (['sun', 'mon', 'tue', 'wed', 'thu', 'fri', 'sat'] as const).filter((_, i) => s.schedule.days.includes(i))
   const always = days.length === 7 && s.schedule.fromHour === 0 && s.schedule.toHour === 24
   return {
-    timeZone: Intl.DateTimeFormat().resolvedOptions().timeZone,
     schedule: always ? null : [{ days: [...days], start: hh(s.schedule.fromHour), end: hh(s.schedule.toHour) }],
     bandwidthLimitBytesPerSec: s.bandwidthLimitMbps === undefined ? null : s.bandwidthLimitMbps * 125_000,
     monthlyCapBytes: s.monthlyCapGiB === undefined ? null : BigInt(Math.round(s.monthlyCapGiB * 2 ** 30)),

@@ -1,7 +1,7 @@
 /**
  * Spare uplink: what the node can sell right now. Pure: time and every measurement
- * are passed in; the wall clock is only interpreted through `Intl` in the
- * operator's time zone.
+ * are passed in; the wall clock is interpreted in the system's time zone through
+ * `Date`, or through `Intl` in an explicitly given one.
  */
 import { SparebandError } from '../protocol/errors.ts'
 
@@ -30,8 +30,8 @@ export interface SharingWindow {
 
 /** The operator's rules. */
 export interface SharingPolicy {
-  /** IANA time zone of the schedule and the cap period, e.g. `Europe/Berlin`. */
-  timeZone: string
+  /** IANA time zone of the schedule and the cap period, e.g. `Europe/Berlin`; default: the system's. */
+  timeZone?: string
   /** When sharing is allowed; null means always. */
   schedule: SharingWindow[] | null
   /** Most the buyers together may use, bytes per second; null means no limit. */
@@ -81,7 +81,12 @@ interface LocalTime {
   minuteOfDay: number
 }
 
-function localTime (ms: number, timeZone: string): LocalTime {
+function localTime (ms: number, timeZone: string | undefined): LocalTime {
+  if (timeZone === undefined) {
+    // Date's local-time getters cost next to nothing; an Intl formatter maps ~6 MB of ICU data
+    const d = new Date(ms)
+    return { year: d.getFullYear(), month: d.getMonth() + 1, day: d.getDate(), weekday: WEEKDAYS[d.getDay()], minuteOfDay: d.getHours() * 60 + d.getMinutes() }
+  }
   let parts: Intl.DateTimeFormatPart[]
   try {
     parts = new Intl.DateTimeFormat('en-US', { timeZone, hourCycle: 'h23', weekday: 'short', year: 'numeric', month: 'numeric', day: 'numeric', hour: 'numeric', minute: 'numeric' }).formatToParts(ms)
@@ -99,7 +104,7 @@ function localTime (ms: number, timeZone: string): LocalTime {
 }
 
 /** The instant (ms) of local midnight starting `year-month-day` in `timeZone` (month may overflow). */
-function localMidnightMs (year: number, month: number, day: number, timeZone: string): number {
+function localMidnightMs (year: number, month: number, day: number, timeZone: string | undefined): number {
   const wall = Date.UTC(year, month - 1, day)
   let guess = wall
   // Two rounds settle the offset, also across a DST change.

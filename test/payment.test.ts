@@ -148,6 +148,19 @@ describe('payment stream (real nodes, real chain, real LevelDB)', () => {
       // The voucher is genuine: signed by the channel's session key for this chain and contract.
       const verifier = new VoucherVerifier({ chainId: devnet.chainId, verifyingContract: devnet.contract })
       assert.equal(verifier.recoverSigner(stored), signer.address)
+      // Closing settles up: the seller asks for the last partial window and the buyer pays it.
+      const sessionId = live.id
+      await session.close()
+      let ended: Awaited<ReturnType<typeof store.getSession>>
+      for (let i = 0; i < 100 && ended?.state !== 'ended'; i++) {
+        ended = await store.getSession(sessionId)
+        if (ended?.state !== 'ended') await new Promise((resolve) => setTimeout(resolve, 20))
+      }
+      assert.ok(ended !== undefined)
+      assert.equal(ended.unpaid, 0n, 'no usage left unpaid after a polite close')
+      const final = await store.getVoucher(channel.channelId)
+      assert.equal(final?.cumulativeBytes, ended.deliveredBytes)
+      assert.equal(session.error, undefined)
     } finally {
       await session.close()
       await proxy.stop()

@@ -82,6 +82,8 @@ export class BuyerPaymentSession extends EventEmitter<BuyerPaymentEvents> {
   readonly creditWindowBytes: bigint
   #ackedAmount: bigint
   #wireBytes = 0
+  /** Set once the buyer asked to close: a final report is still answered, the seller's close is expected. */
+  #closing = false
   #closed = false
   #closeError: PaymentSessionError | undefined
   #pending: { seq: number, cumulativeBytes: bigint, amountDue: bigint, since: number } | undefined
@@ -151,10 +153,19 @@ export class BuyerPaymentSession extends EventEmitter<BuyerPaymentEvents> {
   }
 
   /** Ends the session politely. */
-  async close (): Promise<void> {
+  /**
+   * Ends the session politely: the seller may ask once more for usage not yet paid,
+   * which is answered under the usual rules (within the meter and the cap) before the
+   * session ends; waits for that at most `settleUpMs` (default 3 s).
+   */
+  async close (settleUpMs = 3000): Promise<void> {
     if (this.#closed) return
+    this.#closing = true
+    const ended = new Promise<void>((resolve) => { this.once('closed', () => { resolve() }) })
     await this.#send({ v: 1, type: 'close', reason: 'buyer closed the session' }).catch(() => {})
-    this.#finish(undefined)
+    const timer = setTimeout(() => { this.#finish(undefined) }, settleUpMs)
+    await ended
+    clearTimeout(timer)
     await this.#stream.close().catch(() => {})
   }
 
@@ -182,14 +193,15 @@ export class BuyerPaymentSession extends EventEmitter<BuyerPaymentEvents> {
           case 'voucher-rejected':
             throw new PaymentSessionError(msg.code, `the seller rejected voucher ${msg.seq}: ${msg.message}`)
           case 'close':
-            this.#finish(new PaymentSessionError('ERR_SESSION_CLOSED_BY_SELLER', `the seller closed the session: ${msg.reason}`))
+            this.#finish(this.#closing ? undefined : new PaymentSessionError('ERR_SESSION_CLOSED_BY_SELLER', `the seller closed the session: ${msg.reason}`))
             return
           default:
             throw new PaymentSessionError('ERR_PROTOCOL', `unexpected "${msg.type}" message during a session`)
         }
       }
     } catch (err: any) {
-      if (!this.#closed) {
+      if (this.#closing) this.#finish(undefined)
+      else if (!this.#closed) {
         const e = err instanceof PaymentSessionError ? err : new PaymentSessionError(err?.code ?? 'ERR_STREAM', `payment stream failed: ${err?.message ?? err}`)
         this.#finish(e)
         this.#stream.abort(e)

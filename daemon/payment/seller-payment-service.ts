@@ -95,6 +95,8 @@ export interface SessionInfo {
 }
 
 const ZERO = '0x0000000000000000000000000000000000000000'
+/** How long a buyer that closes its session has to pay for the usage not yet paid. */
+const FINAL_VOUCHER_TIMEOUT_MS = 2000
 /** Most time `stop()` gives the sessions to say goodbye. */
 const STOP_GRACE_MS = 1_000
 
@@ -269,10 +271,20 @@ export class SellerPaymentService implements Startable, RelaySessionGate {
     }, Math.max(50, Math.min(1000, paymentTimeoutMs / 4)))
     const revoked = new AbortController()
     session.onRevoked((reason) => revoked.abort(reason))
+    // set when the buyer closed with usage unpaid: the seller asks for it and waits this long for the voucher
+    let settleUpUntil: number | undefined
+    const paidUp = (): boolean => session.channel.usageReport().amountDue <= session.channel.paidAmount
     try {
       while (!revoked.signal.aborted) {
-        const msg = await this.#read(framed, revoked.signal)
-        if (msg.type === 'close') return
+        const signal = settleUpUntil === undefined ? revoked.signal : AbortSignal.any([revoked.signal, AbortSignal.timeout(Math.max(1, settleUpUntil - Date.now()))])
+        const msg = await this.#read(framed, signal)
+        if (msg.type === 'close') {
+          if (settleUpUntil !== undefined) return
+          settleUpUntil = Date.now() + FINAL_VOUCHER_TIMEOUT_MS
+          if (paidUp()) return
+          report()
+          continue
+        }
         if (msg.type !== 'voucher') throw new SessionRefusal('ERR_PROTOCOL', `unexpected "${msg.type}" during a session`)
         try {
           const checked = session.channel.checkVoucher({ ...msg.voucher }, Math.floor(Date.now() / 1000))
@@ -296,15 +308,18 @@ export class SellerPaymentService implements Startable, RelaySessionGate {
           creditUntilBytes: session.channel.deliveredBytes + session.channel.creditRemainingBytes(nowSec)
         })
         session.creditChanged()
+        if (settleUpUntil !== undefined && paidUp()) return
       }
     } catch (err) {
-      if (revoked.signal.aborted) return
+      if (revoked.signal.aborted || settleUpUntil !== undefined) return
       throw err
     } finally {
       clearInterval(watchdog)
       if (revoked.signal.aborted) {
         const reason = revoked.signal.reason as SessionRevokedError
         await send({ v: 1, type: 'close', reason: reason.message.slice(0, 500) }).catch(() => {})
+      } else if (settleUpUntil !== undefined) {
+        await send({ v: 1, type: 'close', reason: paidUp() ? 'session closed, all usage paid' : 'session closed with usage unpaid' }).catch(() => {})
       }
     }
   }

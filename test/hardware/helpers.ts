@@ -17,7 +17,9 @@ export interface SendResult {
 
 /** Runs `traffic.ts send` in a namespace (as `uid` when given) and returns its report. */
 export async function sendTraffic (ns: string, host: string, port: number, up: number, down: number, timeoutMs: number, uid?: number): Promise<SendResult> {
-  const asUser = uid === undefined ? [] : ['setpriv', `--reuid=${uid}`, `--regid=${uid}`, '--clear-groups']
+  // the socket belongs to `uid`; CAP_DAC_READ_SEARCH lets it read the tool wherever the
+  // checkout is (a fresh clone may sit under a directory only root can enter)
+  const asUser = uid === undefined ? [] : ['setpriv', `--reuid=${uid}`, `--regid=${uid}`, '--clear-groups', '--inh-caps=+dac_read_search', '--ambient-caps=+dac_read_search']
   const child = spawn('ip', ['netns', 'exec', ns, ...asUser, process.execPath, TRAFFIC_TOOL, 'send', host, String(port), String(up), String(down), String(timeoutMs)], { stdio: ['ignore', 'pipe', 'inherit'] })
   let out = ''
   child.stdout.on('data', (d: Buffer) => { out += d.toString() })

@@ -73,6 +73,29 @@ describe('spareCapacity', () => {
     assert.equal(spareCapacity(capped, sample, Date.UTC(2025, 0, 3, 10, 0)).periodStartMs, Date.UTC(2024, 11, 14, 23, 0))
   })
 
+  it('reads the schedule and the cap period in the system\'s time zone when the policy names none', () => {
+    const { timeZone: _, ...systemZone } = policy
+    const weekdaysDay = { ...systemZone, schedule: [{ days: ['mon', 'tue', 'wed', 'thu', 'fri'] as Array<'mon' | 'tue' | 'wed' | 'thu' | 'fri'>, start: '09:00', end: '17:00' }], monthlyCapBytes: 1_000_000_000n, capResetDay: 15 }
+    const saved = process.env.TZ
+    try {
+      for (const zone of ['Europe/Berlin', 'America/New_York']) {
+        process.env.TZ = zone
+        const april = Date.UTC(2025, 3, 2, 10, 0)
+        const system = spareCapacity(weekdaysDay, sample, april)
+        const named = spareCapacity({ ...weekdaysDay, timeZone: zone }, sample, april)
+        assert.deepEqual(system, named, zone)
+      }
+      // noon in Berlin is 06:00 in New York: inside the window only in Berlin
+      process.env.TZ = 'Europe/Berlin'
+      assert.equal(spareCapacity(weekdaysDay, sample, wedNoon).sharing, true)
+      process.env.TZ = 'America/New_York'
+      assert.equal(spareCapacity(weekdaysDay, sample, wedNoon).sharing, false)
+    } finally {
+      if (saved === undefined) delete process.env.TZ
+      else process.env.TZ = saved
+    }
+  })
+
   it('rejects malformed policies', () => {
     assert.throws(() => spareCapacity({ ...policy, timeZone: 'Mars/Olympus' }, sample, wedNoon), InvalidSharingPolicyError)
     assert.throws(() => spareCapacity({ ...policy, capResetDay: 31 }, sample, wedNoon), InvalidSharingPolicyError)
