@@ -162,6 +162,13 @@ function clientChainRules (limits: BandwidthLimits): string[] {
     const rule = (body: string): void => { lines.push(`add rule ${TABLE} ${c.chain} ${body}`) }
     // Gateway clients are IPv4 only: anything else from or to the LAN is dropped, not forwarded unmetered.
     rule(`meta nfproto != ipv4 counter name "${TOTAL_COUNTERS.unpaid}" drop`)
+    if (limits.perClientBytesPerSec === null && limits.totalBytesPerSec === null) {
+      // One map lookup per packet: the per-client counter's lookup is the admission check
+      // (a key not in the map ends the rule unmatched, and the next rule drops the packet).
+      rule(`counter name ${c.key} map @${c.map} counter name "${c.total}" accept`)
+      rule(`counter name "${TOTAL_COUNTERS.unpaid}" drop`)
+      continue
+    }
     rule(`${c.key} != @${c.map} counter name "${TOTAL_COUNTERS.unpaid}" drop`)
     if (limits.perClientBytesPerSec !== null) rule(`update @${c.meter} { ${c.ip} ${limitExpr(limits.perClientBytesPerSec)} } drop`)
     if (limits.totalBytesPerSec !== null) rule(`${limitExpr(limits.totalBytesPerSec)} drop`)
