@@ -9,8 +9,8 @@
  */
 import { createHash, randomBytes } from 'node:crypto'
 import { mkdtemp, rm } from 'node:fs/promises'
-import { createServer, request, type Server } from 'node:http'
-import type { AddressInfo, Socket } from 'node:net'
+import { request } from 'node:http'
+import type { Socket } from 'node:net'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import type { Logger } from 'pino'
@@ -20,7 +20,7 @@ import { SparebandError } from '../protocol/errors.ts'
 import { socks5Connect } from './buyer/socks5-client.ts'
 import { startBuyer, type Buyer } from './buyer/start-buyer.ts'
 import { startDevnet, type Devnet } from './chain/devnet.ts'
-import { formMarketDht, fundFromDevAccount, loadOrCreateKeys, localBuyerConfig, startLocalSeller, LOCAL_POLLING_MS, type LocalSeller } from './local-market.ts'
+import { fileServer, formMarketDht, fundFromDevAccount, loadOrCreateKeys, localBuyerConfig, startLocalSeller, LOCAL_POLLING_MS, type LocalSeller } from './local-market.ts'
 
 /** Raised when a step of the demo fails; the message names the step. */
 export class DemoError extends SparebandError {
@@ -185,9 +185,10 @@ export async function runDemo (options: DemoOptions): Promise<DemoReport> {
     step('settling on chain: each seller redeems its latest vouchers in one transaction')
     const current = sellers.find((s) => s.node.peerId.toString() === buyer.client.progress().seller)
     if (current !== undefined) await settledUp(current, buyer)
-    const progress = buyer.client.progress()
     await buyer.stop()
     stoppers.splice(stoppers.indexOf(buyer.stop), 1)
+    // after the stop: a polite close pays for the last partial window too
+    const progress = buyer.client.progress()
     const reported: DemoSeller[] = []
     for (let i = 0; i < sellers.length; i++) {
       const s = sellers[i]
@@ -213,7 +214,7 @@ export async function runDemo (options: DemoOptions): Promise<DemoReport> {
       chainId: devnet.chainId,
       contract: devnet.contract,
       buyer: { peerId: buyer.node.peerId.toString(), bootstrap, socks: `${socks.host}:${socks.port}`, spent: progress.spent, bytes: progress.bytes, failovers: progress.failovers, failoverReasons },
-      server: `http://${server.host}:${server.port}/file`,
+      server: `http://${server.host}:${server.port}/data`,
       sellers: reported,
       downloads,
       durationMs: performance.now() - started
@@ -267,39 +268,10 @@ function sha256 (data: Buffer): string {
   return createHash('sha256').update(data).digest('hex')
 }
 
-/** An HTTP server on `host` serving `payload` at `/file`. */
-async function fileServer (host: string, payload: Buffer): Promise<{ host: string, port: number, close: () => Promise<void> }> {
-  const sockets = new Set<Socket>()
-  const server: Server = createServer((req, res) => {
-    if (req.url !== '/file') {
-      res.writeHead(404).end()
-      return
-    }
-    res.writeHead(200, { 'content-length': payload.length, 'content-type': 'application/octet-stream' })
-    res.end(payload)
-  })
-  server.on('connection', (socket) => {
-    sockets.add(socket)
-    socket.on('close', () => { sockets.delete(socket) })
-  })
-  await new Promise<void>((resolve, reject) => {
-    server.once('error', reject)
-    server.listen(0, host, () => { resolve() })
-  })
-  return {
-    host,
-    port: (server.address() as AddressInfo).port,
-    close: async () => {
-      for (const socket of sockets) socket.destroy()
-      await new Promise<void>((resolve) => { server.close(() => { resolve() }) })
-    }
-  }
-}
-
-/** `GET /file` over an open tunnel; resolves with the whole body. */
+/** `GET /data` over an open tunnel; resolves with the whole body. */
 async function httpGet (socket: Socket, authority: string): Promise<Buffer> {
   return await new Promise<Buffer>((resolve, reject) => {
-    const req = request({ createConnection: () => socket, path: '/file', headers: { host: authority, connection: 'close' } }, (res) => {
+    const req = request({ createConnection: () => socket, path: '/data', headers: { host: authority, connection: 'close' } }, (res) => {
       const chunks: Buffer[] = []
       res.on('data', (chunk: Buffer) => { chunks.push(chunk) })
       res.once('end', () => { res.complete ? resolve(Buffer.concat(chunks)) : reject(new Error('the download broke off')) })

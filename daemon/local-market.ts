@@ -5,6 +5,8 @@
  * anything but loopback.
  */
 import { readFile } from 'node:fs/promises'
+import { createServer, type Server } from 'node:http'
+import type { AddressInfo, Socket } from 'node:net'
 import { join } from 'node:path'
 import type { Logger } from 'pino'
 import { createPublicClient, createWalletClient, getContractAddress, http, parseEther, type Address, type Chain, type Hex } from 'viem'
@@ -197,4 +199,57 @@ export async function devnetContract (rpcUrl: string, deployer: Address): Promis
   const code = await client.getCode({ address: contract })
   if (code === undefined || code === '0x') throw new DevContractNotFoundError(rpcUrl, contract)
   return contract
+}
+
+/** An HTTP server on loopback serving one payload at `/data`. */
+export interface FileServer {
+  host: string
+  port: number
+  /** Requests received so far. */
+  requests: number
+  close: () => Promise<void>
+}
+
+/** Serves `payload` at `GET /data` on `host`, honouring `Range: bytes=a-` and `bytes=a-b`. */
+export async function fileServer (host: string, payload: Buffer): Promise<FileServer> {
+  const sockets = new Set<Socket>()
+  const server: Server = createServer((req, res) => {
+    result.requests++
+    if (req.url !== '/data') {
+      res.writeHead(404).end()
+      return
+    }
+    const range = /^bytes=(\d+)-(\d*)$/.exec(req.headers.range ?? '')
+    if (range === null) {
+      res.writeHead(200, { 'content-length': payload.length, 'content-type': 'application/octet-stream' })
+      res.end(payload)
+      return
+    }
+    const start = Number(range[1])
+    const end = range[2] === '' ? payload.length - 1 : Math.min(Number(range[2]), payload.length - 1)
+    if (start > end) {
+      res.writeHead(416, { 'content-range': `bytes */${payload.length}` }).end()
+      return
+    }
+    res.writeHead(206, { 'content-length': end - start + 1, 'content-range': `bytes ${start}-${end}/${payload.length}` })
+    res.end(payload.subarray(start, end + 1))
+  })
+  server.on('connection', (socket) => {
+    sockets.add(socket)
+    socket.on('close', () => { sockets.delete(socket) })
+  })
+  await new Promise<void>((resolve, reject) => {
+    server.once('error', reject)
+    server.listen(0, host, () => { resolve() })
+  })
+  const result: FileServer = {
+    host,
+    port: (server.address() as AddressInfo).port,
+    requests: 0,
+    close: async () => {
+      for (const socket of sockets) socket.destroy()
+      await new Promise<void>((resolve) => { server.close(() => { resolve() }) })
+    }
+  }
+  return result
 }

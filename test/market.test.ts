@@ -23,7 +23,8 @@ import { openBuyerPaymentSession } from '../daemon/payment/buyer-payment-session
 import { toleranceBytes } from '../protocol/buyer-channel.ts'
 import { NATIVE_TOKEN } from '../protocol/contract/channels.ts'
 import { amountForBytes } from '../protocol/pricing.ts'
-import { download, fileServer, type FileServer, type OpenTunnel } from './helpers/market.ts'
+import { fileServer, type FileServer } from '../daemon/local-market.ts'
+import { download, type OpenTunnel } from './helpers/market.ts'
 import { canaryServer, httpConnect, sha256, socks5Connect, type TestServer } from './helpers/relay-fixtures.ts'
 import { waitFor } from './helpers/libp2p-nodes.ts'
 
@@ -163,14 +164,19 @@ describe('market: three sellers and a buyer (real nodes, chain, LevelDB)', () =>
     assert.ok(voucher.cumulativeBytes >= BigInt(2 * PAYLOAD_BYTES) - WINDOW)
     assert.equal(voucher.cumulativeAmount, amountForBytes(voucher.cumulativeBytes, PRICES[0]))
     assert.equal(b.client.progress().spent, voucher.cumulativeAmount)
+    const delivered = live.deliveredBytes
     await stopBuyer(b)
+    // a polite close settles up: the last voucher covers every byte delivered
+    const latest = await A.store.getVoucher(channelId)
+    assert.ok(latest !== undefined && latest.cumulativeAmount >= voucher.cumulativeAmount)
+    assert.equal(latest.cumulativeBytes, delivered)
 
     const before = await balance(payouts[0])
     const result = await A.settler.settleNow()
     assert.equal(result.batches.length, 1, 'one transaction')
     assert.equal(result.batches[0].status, 'success')
-    assert.deepEqual(result.batches[0].paid.map((p) => [p.channelId, p.cumulativeAmount]), [[channelId, voucher.cumulativeAmount]])
-    assert.equal(await balance(payouts[0]) - before, voucher.cumulativeAmount, 'the payout received the voucher amount to the wei')
+    assert.deepEqual(result.batches[0].paid.map((p) => [p.channelId, p.cumulativeAmount]), [[channelId, latest.cumulativeAmount]])
+    assert.equal(await balance(payouts[0]) - before, latest.cumulativeAmount, 'the payout received the latest voucher amount to the wei')
   })
 
   it('refuses loopback targets at the exit with typed errors, and connects nothing', async () => {

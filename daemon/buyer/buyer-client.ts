@@ -213,8 +213,9 @@ export class BuyerClient extends EventEmitter<BuyerClientEvents> {
     await this.#switching
     const cur = this.#current
     if (cur !== undefined) {
-      this.#retire(cur)
+      // close first: a polite close may sign one last voucher, which counts as spent
       await cur.session.close()
+      this.#retire(cur)
     }
   }
 

@@ -1,64 +1,11 @@
 /**
- * Helpers of the end-to-end market tests: an HTTP file server on loopback
- * with Range support, and an HTTP client that downloads through a proxy
- * tunnel and, when the tunnel breaks, reissues the request with a Range
- * header from the byte it reached.
+ * Helpers of the end-to-end market tests: an HTTP client that downloads through a
+ * proxy tunnel and, when the tunnel breaks, reissues the request with a Range
+ * header from the byte it reached (the file server is `fileServer` of
+ * `daemon/local-market.ts`, shared with the demo).
  */
-import { createServer, request, type IncomingMessage, type Server } from 'node:http'
-import type { AddressInfo, Socket } from 'node:net'
-
-/** An HTTP server on loopback serving one payload at `/data`. */
-export interface FileServer {
-  host: string
-  port: number
-  /** Requests received so far. */
-  requests: number
-  close: () => Promise<void>
-}
-
-/** Serves `payload` at `GET /data` on `host`, honouring `Range: bytes=a-` and `bytes=a-b`. */
-export async function fileServer (host: string, payload: Buffer): Promise<FileServer> {
-  const sockets = new Set<Socket>()
-  const server: Server = createServer((req, res) => {
-    result.requests++
-    if (req.url !== '/data') {
-      res.writeHead(404).end()
-      return
-    }
-    const range = /^bytes=(\d+)-(\d*)$/.exec(req.headers.range ?? '')
-    if (range === null) {
-      res.writeHead(200, { 'content-length': payload.length, 'content-type': 'application/octet-stream' })
-      res.end(payload)
-      return
-    }
-    const start = Number(range[1])
-    const end = range[2] === '' ? payload.length - 1 : Math.min(Number(range[2]), payload.length - 1)
-    if (start > end) {
-      res.writeHead(416, { 'content-range': `bytes */${payload.length}` }).end()
-      return
-    }
-    res.writeHead(206, { 'content-length': end - start + 1, 'content-range': `bytes ${start}-${end}/${payload.length}` })
-    res.end(payload.subarray(start, end + 1))
-  })
-  server.on('connection', (socket) => {
-    sockets.add(socket)
-    socket.on('close', () => { sockets.delete(socket) })
-  })
-  await new Promise<void>((resolve, reject) => {
-    server.once('error', reject)
-    server.listen(0, host, () => { resolve() })
-  })
-  const result: FileServer = {
-    host,
-    port: (server.address() as AddressInfo).port,
-    requests: 0,
-    close: async () => {
-      for (const socket of sockets) socket.destroy()
-      await new Promise<void>((resolve) => { server.close(() => { resolve() }) })
-    }
-  }
-  return result
-}
+import { request, type IncomingMessage } from 'node:http'
+import type { Socket } from 'node:net'
 
 /** Opens a tunnel to the file server through a proxy (SOCKS5 or HTTP CONNECT). */
 export type OpenTunnel = () => Promise<Socket>
