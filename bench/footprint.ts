@@ -1,10 +1,10 @@
 /**
  * Footprint benchmark: the seller daemon as it is installed and run. Builds the
- * production bundle (`dist/spareband.mjs`), starts a devnet (anvil, not counted) and a
+ * production bundle (`dist/spareband.mjs` and its chunks), starts a devnet (anvil, not counted) and a
  * small DHT of {@link DHT_NODES} nodes in this process, then runs
  * `node dist/spareband.mjs start --config …` with the runtime settings of the systemd
- * unit (`Environment=` lines of `systemd/spareband.service`: `NODE_OPTIONS`,
- * `MALLOC_ARENA_MAX`; the Docker image sets the same).
+ * unit (its `Environment=` lines other than `SPAREBAND_*`, today `MALLOC_ARENA_MAX=1`;
+ * the Docker image sets the same).
  *
  * - cold start: spawn → the daemon's `first advert in the DHT` log line (a DHT peer
  *   accepted its provider record; the benchmark then finds the record through
@@ -14,7 +14,8 @@
  *
  * Baseline in the same run, with the same settings: a bare `node -e` process, its start
  * (spawn → first line) and its RSS. For comparison the daemon also runs once more per
- * round without the unit's settings (`untuned…`).
+ * round without the unit's settings (`untuned…`; what is done in code, such as the heap
+ * compaction after start-up, still happens).
  *
  * Prints `{"bench":"footprint","idleRssMB":…,"coldStartMs":…,"idleAnonMB":…,"baselineNodeRssMB":…,"baselineStartMs":…,"ratioRss":…,…}`.
  */
@@ -31,7 +32,7 @@ import { createKeyFile } from '../daemon/config/keys.ts'
 import type { ConfigLayer } from '../daemon/config/load.ts'
 import { createNode, type SparebandNode } from '../daemon/node/create-node.ts'
 import { relayKey } from '../daemon/node/provider-keys.ts'
-import { buildBundle, DEFAULT_OUTFILE } from '../scripts/build.ts'
+import { buildBundle } from '../scripts/build.ts'
 
 const DHT_NODES = 3
 const RUNS = 3
@@ -138,12 +139,12 @@ async function sellerConfig (chain: Devnet, dir: string): Promise<string> {
 }
 
 /** Runs the daemon from the bundle until its first advert, checks the record, idles, reads its memory, stops it. */
-async function seller (chain: Devnet, env: Record<string, string>): Promise<{ coldStartMs: number, startedMs: number, memory: Memory }> {
+async function seller (entry: string, chain: Devnet, env: Record<string, string>): Promise<{ coldStartMs: number, startedMs: number, memory: Memory }> {
   const dir = await mkdtemp(join(tmpdir(), 'spareband-footprint-'))
   try {
     const config = await sellerConfig(chain, dir)
     const started = performance.now()
-    const child = track(spawn(process.execPath, [DEFAULT_OUTFILE, 'start', '--config', config], { env, stdio: ['ignore', 'ignore', 'pipe'] }))
+    const child = track(spawn(process.execPath, [entry, 'start', '--config', config], { env, stdio: ['ignore', 'ignore', 'pipe'] }))
     try {
       const tail: string[] = []
       let startedMs = NaN
@@ -158,13 +159,13 @@ async function seller (chain: Devnet, env: Record<string, string>): Promise<{ co
           for (const line of lines) {
             tail.push(line)
             if (tail.length > 8) tail.shift()
-            let entry: { msg?: unknown, first?: unknown, peerId?: unknown }
-            try { entry = JSON.parse(line) } catch { continue }
-            if (entry.msg === 'seller started') {
+            let record: { msg?: unknown, first?: unknown, peerId?: unknown }
+            try { record = JSON.parse(line) } catch { continue }
+            if (record.msg === 'seller started') {
               startedMs = performance.now() - started
-              peerId = String(entry.peerId)
+              peerId = String(record.peerId)
             }
-            if (typeof entry.msg === 'string' && entry.msg.startsWith('first advert') && entry.first === true) {
+            if (typeof record.msg === 'string' && record.msg.startsWith('first advert') && record.first === true) {
               clearTimeout(timer)
               resolve(performance.now() - started)
             }
@@ -201,7 +202,7 @@ const round1 = (value: number): number => Math.round(value * 10) / 10
 const round2 = (value: number): number => Math.round(value * 100) / 100
 
 try {
-  await buildBundle()
+  const entry = await buildBundle()
   const tuning = await unitRuntimeEnv()
   const tuned = { ...cleanEnv(), ...tuning }
   const untuned = cleanEnv()
@@ -216,8 +217,8 @@ try {
   const untunedRuns: Array<Awaited<ReturnType<typeof seller>>> = []
   const bare: Array<Awaited<ReturnType<typeof bareNode>>> = []
   for (let run = 0; run < RUNS; run++) {
-    runs.push(await seller(devnet, tuned))
-    untunedRuns.push(await seller(devnet, untuned))
+    runs.push(await seller(entry, devnet, tuned))
+    untunedRuns.push(await seller(entry, devnet, untuned))
     bare.push(await bareNode(tuned))
   }
   const idleRss = median(runs.map((r) => r.memory.rss))

@@ -22,7 +22,6 @@ import type { NodeKeys } from './config/keys.ts'
 import { startKernelMetering, type KernelMetering } from './gateway/kernel-metering.ts'
 import { createNode, type SparebandNode } from './node/create-node.ts'
 import { sellerPaymentService, type SellerPaymentService, type SessionInfo } from './payment/seller-payment-service.ts'
-import { createSellerMetrics } from './metrics.ts'
 import { relayExit, type RelayExit } from './relay/exit-service.ts'
 import { advertiser, type Advertiser } from './services/advertiser.ts'
 import { offerService, type OfferService } from './services/offer-service.ts'
@@ -65,8 +64,12 @@ export interface Seller {
   chain: SpareChannelsClient
   settler: Settler
   status: () => Promise<SellerStatus>
-  /** The seller's Prometheus metrics. */
-  metrics: Registry
+  /**
+   * The seller's Prometheus metrics. prom-client (and its process metrics: event-loop
+   * delay, GC) loads on the first call, i.e. the first scrape: a seller nobody scrapes
+   * does not carry it.
+   */
+  metrics: () => Promise<Registry>
   /** Base URL of the control API and dashboard, e.g. `http://127.0.0.1:8742/`. */
   apiUrl: string
   /** Base URL of the metrics-only listener, when `metricsListen` is set. */
@@ -75,6 +78,9 @@ export interface Seller {
   kernelMetering: KernelMetering | undefined
   stop: () => Promise<void>
 }
+
+/** How long the first scrape waits after creating the metrics, so that the process metrics have samples. */
+const FIRST_SCRAPE_DELAY_MS = 50
 
 /** Starts a seller from a validated config and its keys. */
 export async function startSeller (init: SellerInit): Promise<Seller> {
@@ -197,7 +203,13 @@ export async function startSeller (init: SellerInit): Promise<Seller> {
       owed: (await settler.owed()).map((o) => ({ channelId: o.channel.channelId, token: o.channel.token, owed: o.owed })),
       verifierBackend: verifier.backend
     })
-    const metrics = createSellerMetrics({ store, settler, sessions, relayedBytes: () => started.services.payment.relayedBytes(), voucherOutcomes: () => started.services.payment.voucherOutcomes(), exitDivergence: () => metering?.reconciler?.current().divergence ?? null, capacity: () => capacity.current() })
+    let registry: Promise<Registry> | undefined
+    const metrics = async (): Promise<Registry> => await (registry ??= import('./metrics.ts').then(async ({ createSellerMetrics }) => {
+      const created = createSellerMetrics({ store, settler, sessions, relayedBytes: () => started.services.payment.relayedBytes(), voucherOutcomes: () => started.services.payment.voucherOutcomes(), exitDivergence: () => metering?.reconciler?.current().divergence ?? null, capacity: () => capacity.current() })
+      // the event-loop delay monitor (10 ms resolution) reports NaN until it has samples
+      await new Promise((resolve) => setTimeout(resolve, FIRST_SCRAPE_DELAY_MS))
+      return created
+    }))
     const api = await startApiServer({
       seller: { store, settler, sessions, status, tokens: config.seller.prices.map((p) => p.token as Address), settleNow: async (o) => await settler.settleNow(o) },
       metrics,

@@ -55,7 +55,8 @@ export interface ApiSellerSource extends SellerReadSource {
 /** Options of {@link startApiServer}. */
 export interface ApiServerInit {
   seller: ApiSellerSource
-  metrics: Registry
+  /** The Prometheus registry, asked for on each scrape (the seller creates it on the first). */
+  metrics: () => Promise<Registry>
   /** `host:port` of the control API (`apiListen`). */
   listen: string
   /** Allow a non-loopback `listen` (`apiAllowRemote`). */
@@ -87,7 +88,10 @@ export async function startApiServer (init: ApiServerInit): Promise<ApiServer> {
     method: 'GET',
     path: '/metrics',
     access: 'read',
-    handler: async (): Promise<RouteResult> => ({ kind: 'text', body: await init.metrics.metrics(), contentType: init.metrics.contentType })
+    handler: async (): Promise<RouteResult> => {
+      const registry = await init.metrics()
+      return { kind: 'text', body: await registry.metrics(), contentType: registry.contentType }
+    }
   }
   const routes: Array<Route<any>> = [
     { method: 'GET', path: '/', access: 'read', handler: async () => ({ kind: 'text', body: DASHBOARD_HTML, contentType: 'text/html; charset=utf-8', headers: { ...DASHBOARD_HEADERS } }) },

@@ -1,10 +1,11 @@
 import {
-  createPublicClient, createWalletClient, defineChain, http, parseEventLogs,
+  createPublicClient, createWalletClient, defineChain, parseEventLogs,
   type Address, type Chain, type Hex, type LocalAccount, type PublicClient, type TransactionReceipt, type Transport, type WalletClient
 } from 'viem'
 import { spareChannelsAbi } from '../../protocol/contract/artifact.ts'
 import { NATIVE_TOKEN } from '../../protocol/contract/channels.ts'
 import { SparebandError } from '../../protocol/errors.ts'
+import { nodeHttp } from './node-http-transport.ts'
 
 /** Raised when a channel transaction of ours reverts or is not mined in time. */
 export class ChainTransactionError extends SparebandError {
@@ -92,7 +93,7 @@ export function createSpareChannelsClient (init: SpareChannelsClientInit): Spare
     nativeCurrency: { name: 'Ether', symbol: 'ETH', decimals: 18 },
     rpcUrls: { default: { http: [init.rpcUrl] } }
   })
-  const transport = http(init.rpcUrl, { batch: true, retryCount: init.retryCount ?? 2, timeout: init.timeoutMs ?? 10_000 })
+  const transport = nodeHttp(init.rpcUrl, { retryCount: init.retryCount ?? 2, timeoutMs: init.timeoutMs ?? 10_000 })
   const pollingInterval = init.pollingIntervalMs ?? 1000
   const publicClient = createPublicClient({ chain, transport, pollingInterval })
   const walletClient = init.account === undefined ? undefined : createWalletClient({ account: init.account, chain, transport, pollingInterval })
