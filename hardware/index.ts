@@ -62,7 +62,7 @@ export function createHardwareAdapter (config: HardwareConfig, deps: HardwareDep
     return { adapter: new SimulatedAdapter({ logger, reason: selection.reason, uplinkInterface: config.wanInterface, uplinkCapacityBytesPerSec: config.uplinkCapacityBytesPerSec, limits: config.limits }), selection }
   }
   if (config.lanInterface === undefined) {
-    throw new AdapterConfigError(`the ${selection.kind} adapter needs hardware.lanInterface: the interface the gateway clients are on (e.g. "br-lan" or "wlan0")`)
+    throw new AdapterConfigError(`the ${selection.kind} adapter needs the interface the gateway clients are on (config \`gateway.lanInterface\`, e.g. "br-lan" or "wlan0"); a relay-only seller needs no kernel adapter (\`hardware: "simulated"\`)`)
   }
   const runner = deps.runner ?? commandRunner()
   const platform: PlatformProbe = selection.kind === 'openwrt'

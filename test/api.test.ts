@@ -56,8 +56,11 @@ function parseMetrics (text: string): Map<string, number> {
     const family = sample[1].replace(/_(bucket|sum|count|total|created)$/, '')
     assert.ok(typed.has(sample[1]) || typed.has(family), `no TYPE for ${sample[1]}`)
     assert.ok(helped.has(sample[1]) || helped.has(family), `no HELP for ${sample[1]}`)
-    const value = Number(sample[3])
-    assert.ok(!Number.isNaN(value), `not a number: ${line}`)
+    // the exposition format allows NaN and ±Inf (Prometheus parses them case-insensitively);
+    // prom-client writes `Nan` for a gauge with no sample yet (event-loop lag on a first scrape)
+    const isNaNToken = /^nan$/i.test(sample[3])
+    const value = isNaNToken ? Number.NaN : Number(sample[3].replace(/^([+-]?)inf$/i, '$1Infinity'))
+    assert.ok(isNaNToken || !Number.isNaN(value), `not a number: ${line}`)
     samples.set(sample[1] + (sample[2] ?? ''), value)
   }
   return samples

@@ -65,8 +65,11 @@ export function startCommand (program: Command): void {
         const config = resolveConfig([...layers, ...envLayers(process.env), flagLayer(opts)])
         const log = logger.child({ component: 'seller' })
         log.level = config.logLevel
+        // a relay-only seller meters in userspace: without a gateway, `auto` needs no kernel adapter
+        const relayOnly = config.gateway === undefined && config.hardware === 'auto'
+        if (relayOnly) log.info('no gateway configured (gateway.lanInterface): relay-only seller, no kernel adapter needed')
         const { adapter } = createHardwareAdapter({
-          adapter: config.hardware,
+          adapter: relayOnly ? 'simulated' : config.hardware,
           lanInterface: config.gateway?.lanInterface,
           wanInterface: config.uplink.interface,
           uplinkCapacityBytesPerSec: config.uplink.capacityMbps === undefined ? undefined : config.uplink.capacityMbps * 125_000
