@@ -4,7 +4,6 @@
  * (`socket.unshift`), which is left paused for whoever reads next.
  */
 import { SparebandError } from '../../protocol/errors.ts'
-import { deferred } from '../relay/deferred.ts'
 import type { Socket } from 'node:net'
 
 /** What a handshake parser found in the bytes read so far. */
@@ -42,7 +41,7 @@ export class HandshakeEndedError extends SparebandError {
  * with the signal's reason if `signal` aborts.
  */
 export async function readHandshake<T> (socket: Socket, parse: HandshakeParser<T>, maxBytes: number, signal: AbortSignal): Promise<T> {
-  const result = deferred<T>()
+  const result = Promise.withResolvers<T>()
   let buffered: Buffer = Buffer.alloc(0)
 
   const finish = (): void => {

@@ -6,7 +6,6 @@
  */
 import { createServer, type AddressInfo, type Server, type Socket } from 'node:net'
 import { pipeStreamSocket, type PipeDirection } from '../relay/pipe.ts'
-import { deferred } from '../relay/deferred.ts'
 import { HandshakeEndedError } from './handshake-reader.ts'
 import { SparebandError } from '../../protocol/errors.ts'
 import type { RelayDialer, RelayTarget } from './relay-dialer.ts'
@@ -93,7 +92,7 @@ export class LocalProxy {
     this.#stopping = new AbortController()
     const server = createServer({ allowHalfOpen: true, pauseOnConnect: true }, (socket) => { this.#accept(socket) })
     server.maxConnections = this.#init.maxConnections ?? DEFAULT_MAX_CONNECTIONS
-    const listening = deferred<void>()
+    const listening = Promise.withResolvers<void>()
     server.once('error', listening.reject)
     server.listen(this.#init.port ?? 0, this.#init.host ?? '127.0.0.1', () => { listening.resolve() })
     await listening.promise

@@ -26,7 +26,6 @@ import { ProtocolMessageError } from '../../protocol/messages/codec.ts'
 import { relayCodecs, RELAY_MAX_MESSAGE_BYTES, RELAY_MESSAGE_VERSION, type RelayConnect } from '../../protocol/messages/relay.ts'
 import { RELAY_PROTOCOL } from '../../protocol/protocol-ids.ts'
 import { framedStream, type FramedStream } from '../framing.ts'
-import { deferred } from './deferred.ts'
 import { pipeStreamSocket, type PipeGate } from './pipe.ts'
 import { DnsResolutionError, systemResolver, type TargetResolver } from './resolver.ts'
 import type { RelaySession, RelaySessionGate } from './session-gate.ts'
@@ -271,7 +270,7 @@ export class RelayExit implements Startable {
 async function connectTcp (address: string, port: number, signal: AbortSignal): Promise<Socket> {
   signal.throwIfAborted()
   const socket = connect({ host: address, port, allowHalfOpen: true, noDelay: true })
-  const connected = deferred<Socket>()
+  const connected = Promise.withResolvers<Socket>()
   const onAbort = (): void => { socket.destroy(); connected.reject(signal.reason) }
   signal.addEventListener('abort', onAbort, { once: true })
   socket.once('connect', () => { connected.resolve(socket) })

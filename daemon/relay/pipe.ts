@@ -14,7 +14,6 @@
  *   left, both directions stop reading until {@link PipeGate.waitForCredit}.
  */
 import { SparebandError } from '../../protocol/errors.ts'
-import { deferred } from './deferred.ts'
 import type { Stream, StreamCloseEvent, StreamMessageEvent } from '@libp2p/interface'
 import type { Socket } from 'node:net'
 
@@ -92,7 +91,7 @@ export async function pipeStreamSocket (stream: Stream, socket: Socket, opts: Pi
   const gate = opts.gate
   const idleTimeoutMs = opts.idleTimeoutMs ?? DEFAULT_IDLE_TIMEOUT_MS
   const result: PipeResult = { bytesToSocket: 0, bytesToStream: 0 }
-  const done = deferred<PipeResult>()
+  const done = Promise.withResolvers<PipeResult>()
   const lifetime = new AbortController()
   stream.maxReadBufferLength = Math.max(stream.maxReadBufferLength, opts.maxReadBufferLength ?? DEFAULT_MAX_READ_BUFFER_LENGTH)
 

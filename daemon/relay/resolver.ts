@@ -7,7 +7,6 @@
 import { lookup, Resolver } from 'node:dns/promises'
 import { isIP } from 'node:net'
 import { SparebandError } from '../../protocol/errors.ts'
-import { deferred } from './deferred.ts'
 
 /** Resolves target host names to every IPv4 and IPv6 address they have. */
 export interface TargetResolver {
@@ -75,7 +74,7 @@ export function dnsServerResolver (init: DnsServerResolverInit): TargetResolver 
 /** `promise`, or the signal's reason if it aborts first (the lookup itself cannot be cancelled). */
 async function raceAbort<T> (promise: Promise<T>, signal: AbortSignal): Promise<T> {
   signal.throwIfAborted()
-  const aborted = deferred<never>()
+  const aborted = Promise.withResolvers<never>()
   const onAbort = (): void => { aborted.reject(signal.reason) }
   signal.addEventListener('abort', onAbort, { once: true })
   try {

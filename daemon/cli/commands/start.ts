@@ -1,7 +1,6 @@
 import { rm } from 'node:fs/promises'
 import { join, resolve } from 'node:path'
 import type { Command } from 'commander'
-import type { Address } from 'viem'
 import type { Devnet } from '../../chain/devnet.ts'
 import type { NodeKeys } from '../../config/keys.ts'
 import type { ConfigLayer } from '../../config/load.ts'
@@ -43,11 +42,13 @@ export function startCommand (program: Command): void {
         let keys: NodeKeys
         if (opts.dev === true) {
           const dataDir = resolve(opts.dataDir ?? process.env.SPAREBAND_DATA_DIR ?? '.spareband')
+          const { fundFromDevAccount, loadOrCreateKeys } = await import('../../local-market.ts')
           devnet = await startDevnet({ logger: logger.child({ component: 'devnet' }) })
           keys = await loadOrCreateKeys(join(dataDir, 'keys.json'))
           // a new devnet has none of the old channels: start the dev seller's state afresh
           await rm(join(dataDir, 'seller'), { recursive: true, force: true })
-          await fund(devnet, keys.hot.address)
+          // gas money for the dev hot key, from the devnet's first account
+          await fundFromDevAccount(devnet, keys.hot.address, 10n ** 19n)
           layers.push({
             dataDir,
             listen: ['/ip4/127.0.0.1/tcp/0'],
@@ -110,24 +111,4 @@ function flagLayer (opts: StartOptions): ConfigLayer {
     ...(opts.bootstrap !== undefined ? { bootstrap: opts.bootstrap } : {}),
     ...(opts.apiListen !== undefined ? { apiListen: opts.apiListen } : {})
   }
-}
-
-async function loadOrCreateKeys (path: string): Promise<NodeKeys> {
-  const { createKeyFile, readKeyFile } = await import('../../config/keys.ts')
-  try {
-    return await readKeyFile(path)
-  } catch (err: any) {
-    if (err?.cause?.code !== 'ENOENT') throw err
-    return await createKeyFile(path)
-  }
-}
-
-/** Gives the dev hot key gas money from the devnet's first account. */
-async function fund (devnet: Devnet, to: Address): Promise<void> {
-  const [{ createPublicClient, createWalletClient, http, parseEther }, { privateKeyToAccount }] = await Promise.all([import('viem'), import('viem/accounts')])
-  const transport = http(devnet.rpcUrl)
-  const wallet = createWalletClient({ account: privateKeyToAccount(devnet.accounts[0]), chain: devnet.chain, transport })
-  const client = createPublicClient({ chain: devnet.chain, transport })
-  const hash = await wallet.sendTransaction({ to, value: parseEther('10') })
-  await client.waitForTransactionReceipt({ hash, pollingInterval: 50 })
 }
