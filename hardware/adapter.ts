@@ -64,7 +64,7 @@ export interface DirectionCounters {
 export interface CounterReading {
   /** Per admitted (or just evicted) client. */
   clients: ClientCounters[]
-  /** All admitted clients together (tx = upload, rx = download). */
+  /** The clients of this reading together, the sum of `clients` (tx = upload, rx = download). */
   total: DirectionCounters
   /** Packets dropped because their client was not admitted. */
   droppedUnpaid: { bytes: bigint, packets: bigint }

@@ -12,7 +12,7 @@ export class ConfigError extends SparebandError {
 }
 
 /** A partial configuration: what a file, the environment or flags contribute. */
-export type ConfigLayer = { [K in keyof Config]?: Config[K] extends object ? Partial<Config[K]> | Config[K] : Config[K] }
+export type ConfigLayer = { [K in keyof Config]?: NonNullable<Config[K]> extends object ? Partial<NonNullable<Config[K]>> | Config[K] : Config[K] }
 
 const checker = TypeCompiler.Compile(ConfigSchema)
 

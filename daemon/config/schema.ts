@@ -67,6 +67,12 @@ export const GatewaySchema = Type.Object({
   lanInterface: Type.String({ pattern: '^[A-Za-z0-9][A-Za-z0-9_.@-]{0,14}$', description: 'the interface the hotspot/LAN devices are on, e.g. "br-lan" or "wlan0"' }),
   /** Time between two reads of the kernel's per-device counters: a device out of credit is evicted within one. */
   readIntervalMs: Type.Integer({ minimum: 50, maximum: 10000, default: 250 }),
+  /**
+   * NAT the devices on the uplink (default). Turn it off when the LAN subnet is routed
+   * upstream, or when the router NATs it already (OpenWrt's fw4 masquerades its wan
+   * zone): the kernel then forwards without connection tracking for spareband's sake.
+   */
+  masquerade: Type.Boolean({ default: true }),
   /** Kernel-enforced limit per device and direction. */
   clientLimitMbps: Type.Optional(Type.Number({ exclusiveMinimum: 0 })),
   /** Kernel-enforced limit of all devices together, per direction. */

@@ -9,6 +9,18 @@ import type { Logger } from 'pino'
 import type { CommandRunner } from '../command.ts'
 import type { BandwidthLimits, ClientCounters, CounterReading, DirectionCounters, GatewayClient } from '../adapter.ts'
 
+/** The clients' counts added up (tx = upload, rx = download). */
+function sumClients (clients: ClientCounters[]): DirectionCounters {
+  const total: DirectionCounters = { txBytes: 0n, txPackets: 0n, rxBytes: 0n, rxPackets: 0n }
+  for (const c of clients) {
+    total.txBytes += c.uploadBytes
+    total.txPackets += c.uploadPackets
+    total.rxBytes += c.downloadBytes
+    total.rxPackets += c.downloadPackets
+  }
+  return total
+}
+
 /** Settings of an {@link NftablesGateway}. */
 export interface NftablesGatewayInit {
   /** Runs `nft`, `cat`, `sysctl` (give it an `ip netns exec` prefix to target a namespace). */
@@ -203,7 +215,7 @@ export class NftablesGateway {
     assertBandwidthLimits(limits)
     return this.serialize(async () => {
       this.assertStarted()
-      await this.nftBatch(limitsBatch(limits))
+      await this.nftBatch(limitsBatch(this.init.lanInterface, limits))
       this.limits = { ...limits }
       this.log.info({ limits }, 'gateway bandwidth limits set')
     })
@@ -239,7 +251,7 @@ export class NftablesGateway {
     this.pending = []
     return {
       clients,
-      total: dir(TOTAL_COUNTERS.up, TOTAL_COUNTERS.down),
+      total: sumClients(clients),
       droppedUnpaid: { bytes: pick(TOTAL_COUNTERS.unpaid)?.bytes ?? 0n, packets: pick(TOTAL_COUNTERS.unpaid)?.packets ?? 0n },
       exit: (this.init.exitMatch ?? null) === null ? null : dir(TOTAL_COUNTERS.exitTx, TOTAL_COUNTERS.exitRx)
     }

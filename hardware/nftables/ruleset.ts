@@ -7,11 +7,14 @@
  * - maps `client_up` (ipv4 . mac → counter) and `client_down` (ipv4 → counter): being
  *   in both maps *is* admission; each element points at the client's named counters
  *   `up_<hex ip>` / `down_<hex ip>`;
- * - chain `forward` (hook forward, priority filter - 5) sends traffic from and to the
- *   LAN interface through `from_clients` / `to_clients`, which drop unadmitted and
- *   IPv6 traffic, apply the limits, then count per client and in total;
- * - chain `postrouting` (hook postrouting, priority srcnat + 5) masquerades admitted
- *   clients on the upstream interface;
+ * - chain `forward` (hook forward, priority filter - 5) matches traffic from and to
+ *   the LAN interface. Without limits it does one map lookup per packet, which is the
+ *   admission check and the per-client count at once; with limits it jumps to
+ *   `from_clients` / `to_clients`, which police, then count. Anything else from or to
+ *   the LAN (unadmitted clients, IPv6) is counted in `dropped_unpaid` and dropped;
+ * - chain `postrouting` (hook postrouting, priority srcnat + 5), only with masquerade,
+ *   masquerades admitted clients on the upstream interface. Without it the table uses
+ *   no connection tracking at all (a routed LAN, or a router that NATs already);
  * - chains `exit_out` / `exit_in` (hooks output/input) count the daemon's own exit
  *   traffic, matched by socket uid/gid, through dynamic sets of flows.
  */
@@ -38,10 +41,11 @@ export const FORWARD_PRIORITY = 'filter - 5'
 /** Priority of the NAT chain: after the usual srcnat chains, so an existing masquerade (fw4) wins. */
 export const NAT_PRIORITY = 'srcnat + 5'
 
-/** Names of the table-wide named counters. */
+/**
+ * Names of the table-wide named counters. There is no total of the clients' traffic:
+ * that is the sum of their counters, and one counter less per packet is cheaper.
+ */
 export const TOTAL_COUNTERS = {
-  up: 'total_up',
-  down: 'total_down',
   unpaid: 'dropped_unpaid',
   exitTx: 'exit_tx',
   exitRx: 'exit_rx'
@@ -139,42 +143,49 @@ function declarations (forwardingBefore: string | null): string[] {
     `add chain ${TABLE} forward { type filter hook forward priority ${FORWARD_PRIORITY}; policy accept; }`,
     `add chain ${TABLE} from_clients`,
     `add chain ${TABLE} to_clients`,
-    `add chain ${TABLE} postrouting { type nat hook postrouting priority ${NAT_PRIORITY}; policy accept; }`,
     `add chain ${TABLE} exit_out { type filter hook output priority filter - 5; policy accept; }`,
     `add chain ${TABLE} exit_in { type filter hook input priority filter - 5; policy accept; }`
   )
   return lines
 }
 
-/** Rules of the two client chains, which depend on the limits (flushes the meters, whose elements carry the old rate). */
-function clientChainRules (limits: BandwidthLimits): string[] {
+/**
+ * Rules of the forward path, which depend on the LAN interface and the limits
+ * (flushes the meters, whose elements carry the old rate).
+ *
+ * `ip saddr`/`ip daddr` imply `meta nfproto ipv4` in an inet table, so IPv6 never
+ * matches a client and falls through to the drop: gateway clients are IPv4 only, and
+ * nothing from or to the LAN is forwarded unmetered.
+ */
+function forwardRules (lanInterface: string, limits: BandwidthLimits): string[] {
+  const lan = `"${lanInterface}"`
   const lines = [
+    `flush chain ${TABLE} forward`,
     `flush chain ${TABLE} from_clients`,
     `flush chain ${TABLE} to_clients`,
     `flush set ${TABLE} meter_up`,
     `flush set ${TABLE} meter_down`
   ]
-  const chains = [
-    { chain: 'from_clients', key: 'ip saddr . ether saddr', ip: 'ip saddr', map: 'client_up', meter: 'meter_up', total: TOTAL_COUNTERS.up },
-    { chain: 'to_clients', key: 'ip daddr', ip: 'ip daddr', map: 'client_down', meter: 'meter_down', total: TOTAL_COUNTERS.down }
+  const forward = (body: string): void => { lines.push(`add rule ${TABLE} forward ${body}`) }
+  const dirs = [
+    { match: `iifname ${lan}`, chain: 'from_clients', key: 'ip saddr . ether saddr', ip: 'ip saddr', map: 'client_up', meter: 'meter_up' },
+    { match: `oifname ${lan}`, chain: 'to_clients', key: 'ip daddr', ip: 'ip daddr', map: 'client_down', meter: 'meter_down' }
   ]
-  for (const c of chains) {
-    const rule = (body: string): void => { lines.push(`add rule ${TABLE} ${c.chain} ${body}`) }
-    // Gateway clients are IPv4 only: anything else from or to the LAN is dropped, not forwarded unmetered.
-    rule(`meta nfproto != ipv4 counter name "${TOTAL_COUNTERS.unpaid}" drop`)
-    if (limits.perClientBytesPerSec === null && limits.totalBytesPerSec === null) {
-      // One map lookup per packet: the per-client counter's lookup is the admission check
-      // (a key not in the map ends the rule unmatched, and the next rule drops the packet).
-      rule(`counter name ${c.key} map @${c.map} counter name "${c.total}" accept`)
-      rule(`counter name "${TOTAL_COUNTERS.unpaid}" drop`)
-      continue
+  if (limits.perClientBytesPerSec === null && limits.totalBytesPerSec === null) {
+    // One map lookup per packet: the per-client counter's lookup is the admission check
+    // (a key not in the map ends the rule unmatched, and a later rule drops the packet).
+    for (const d of dirs) forward(`${d.match} counter name ${d.key} map @${d.map} accept`)
+  } else {
+    for (const d of dirs) {
+      forward(`${d.match} meta nfproto ipv4 jump ${d.chain}`)
+      const rule = (body: string): void => { lines.push(`add rule ${TABLE} ${d.chain} ${body}`) }
+      rule(`${d.key} != @${d.map} return`)
+      if (limits.perClientBytesPerSec !== null) rule(`update @${d.meter} { ${d.ip} ${limitExpr(limits.perClientBytesPerSec)} } drop`)
+      if (limits.totalBytesPerSec !== null) rule(`${limitExpr(limits.totalBytesPerSec)} drop`)
+      rule(`counter name ${d.key} map @${d.map} accept`)
     }
-    rule(`${c.key} != @${c.map} counter name "${TOTAL_COUNTERS.unpaid}" drop`)
-    if (limits.perClientBytesPerSec !== null) rule(`update @${c.meter} { ${c.ip} ${limitExpr(limits.perClientBytesPerSec)} } drop`)
-    if (limits.totalBytesPerSec !== null) rule(`${limitExpr(limits.totalBytesPerSec)} drop`)
-    rule(`counter name ${c.key} map @${c.map}`)
-    rule(`counter name "${c.total}"`)
   }
+  for (const d of dirs) forward(`${d.match} counter name "${TOTAL_COUNTERS.unpaid}" drop`)
   return lines
 }
 
@@ -201,24 +212,26 @@ export function startBatch (r: GatewayRuleset): string {
   assertRuleset(r)
   const forwarding = r.forwardingBefore ?? null
   if (forwarding !== null && !/^[01]$/.test(forwarding)) throw new AdapterConfigError(`forwardingBefore must be "0" or "1", got ${JSON.stringify(forwarding)}`)
-  const lan = `"${r.lanInterface}"`
   const lines = [
     ...declarations(forwarding),
-    `flush chain ${TABLE} forward`,
-    `add rule ${TABLE} forward iifname ${lan} jump from_clients`,
-    `add rule ${TABLE} forward oifname ${lan} jump to_clients`,
-    `flush chain ${TABLE} postrouting`,
-    ...clientChainRules(r.limits),
-    ...exitRules(r.exitMatch)
+    ...forwardRules(r.lanInterface, r.limits),
+    ...exitRules(r.exitMatch),
+    // Declared either way, so that it can be deleted when masquerade is off (add + delete is idempotent).
+    `add chain ${TABLE} postrouting { type nat hook postrouting priority ${NAT_PRIORITY}; policy accept; }`
   ]
-  if (r.masquerade) lines.push(`add rule ${TABLE} postrouting oifname "${r.wanInterface}" ip saddr @client_down masquerade`)
+  if (r.masquerade) {
+    lines.push(`flush chain ${TABLE} postrouting`, `add rule ${TABLE} postrouting oifname "${r.wanInterface}" ip saddr @client_down masquerade`)
+  } else {
+    lines.push(`delete chain ${TABLE} postrouting`)
+  }
   return lines.join('\n') + '\n'
 }
 
-/** The batch that replaces the bandwidth limits. */
-export function limitsBatch (limits: BandwidthLimits): string {
+/** The batch that replaces the bandwidth limits (the whole forward path, atomically). */
+export function limitsBatch (lanInterface: string, limits: BandwidthLimits): string {
+  assertInterfaceName(lanInterface, 'lanInterface')
   assertBandwidthLimits(limits)
-  return clientChainRules(limits).join('\n') + '\n'
+  return forwardRules(lanInterface, limits).join('\n') + '\n'
 }
 
 /** The batch that admits a client: its two counters and its two map elements, atomically. */

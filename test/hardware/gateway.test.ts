@@ -190,3 +190,49 @@ describe('nftables gateway in network namespaces', { skip: unavailable ?? false 
     assert.equal(adapter.status().started, false)
   })
 })
+
+describe('nftables gateway on a routed LAN (masquerade off)', { skip: unavailable ?? false }, () => {
+  let t: Topology
+  let server: ChildProcess | undefined
+  const peers: string[] = []
+  const log = pino({ level: 'silent' })
+  const adapterFor = (masquerade: boolean): HardwareAdapter => createHardwareAdapter(
+    { adapter: 'linux', lanInterface: t.lanIf, wanInterface: t.wanIf, masquerade },
+    { logger: log, runner: commandRunner({ prefix: netnsPrefix(t.gateway) }), facts: gatherPlatformFacts() }
+  ).adapter
+
+  before(async () => {
+    t = createTopology({ routeBack: true })
+    server = await startServer(t.upstream, t.upstreamIp, PORT, 60)
+    server.stdout?.on('data', (d: Buffer) => { for (const m of d.toString().matchAll(/^peer (\S+)$/gm)) peers.push(m[1]) })
+  })
+
+  after(async () => {
+    await stopChild(server)
+    t?.destroy()
+  })
+
+  it('forwards admitted clients with their own address, counts them, and uses no NAT chain', async () => {
+    // a run that masqueraded and crashed left its NAT chain behind; this start removes it
+    const crashed = adapterFor(true)
+    await crashed.start()
+    assert.match(inNs(t.gateway, 'nft', 'list', 'table', 'inet', TABLE_NAME), /type nat hook postrouting/)
+    const adapter = adapterFor(false)
+    await adapter.start()
+    try {
+      const table = inNs(t.gateway, 'nft', 'list', 'table', 'inet', TABLE_NAME)
+      assert.doesNotMatch(table, /type nat|masquerade/, 'no NAT chain: the forward path needs no connection tracking')
+      assert.equal((await sendTraffic(t.client, t.upstreamIp, PORT, 1000, 1000, 1500)).ok, false, 'an unpaid client is still dropped')
+      await adapter.admit({ ip: t.clientIp, mac: t.clientMac })
+      await adapter.readCounters()
+      const res = await sendTraffic(t.client, t.upstreamIp, PORT, 200_000, 300_000, 8000)
+      assert.equal(res.ok, true, JSON.stringify(res))
+      assert.equal(peers.at(-1), t.clientIp, 'upstream sees the client itself, not the gateway')
+      const c = (await adapter.readCounters()).clients.find((x) => x.ip === t.clientIp)
+      assert.ok(c !== undefined && c.uploadBytes >= 200_008n && c.downloadBytes >= 300_000n, `counts ${c?.uploadBytes}/${c?.downloadBytes}`)
+    } finally {
+      await adapter.stop()
+    }
+    assert.equal(inNs(t.gateway, 'nft', 'list', 'tables').includes(TABLE_NAME), false, 'stop removes the table')
+  })
+})

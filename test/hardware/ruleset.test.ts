@@ -19,6 +19,28 @@ describe('nft batch builders', () => {
     assert.doesNotMatch(batch, /flush ruleset|fw4/)
   })
 
+  it('declares a NAT chain only when masquerading, and removes one left by an earlier start', () => {
+    const nat = startBatch(base)
+    assert.match(nat, /add rule inet spareband postrouting oifname "wan" ip saddr @client_down masquerade/)
+    assert.doesNotMatch(nat, /delete chain/)
+    const routed = startBatch({ ...base, masquerade: false })
+    assert.doesNotMatch(routed, /masquerade/)
+    assert.match(routed.trim().split('\n').at(-1) ?? '', /^delete chain inet spareband postrouting$/)
+    for (const line of routed.trim().split('\n')) assert.match(line, /^(add|flush|delete) (table|counter|map|set|chain|rule) inet spareband\b/, line)
+  })
+
+  it('ends every forward path from and to the LAN in a counted drop', () => {
+    for (const limits of [base.limits, { perClientBytesPerSec: 1_000_000, totalBytesPerSec: null }, { perClientBytesPerSec: null, totalBytesPerSec: 5_000_000 }]) {
+      const forward = startBatch({ ...base, limits }).split('\n').filter((l) => l.startsWith('add rule inet spareband forward '))
+      assert.deepEqual(forward.slice(-2), [
+        'add rule inet spareband forward iifname "br-guest" counter name "dropped_unpaid" drop',
+        'add rule inet spareband forward oifname "br-guest" counter name "dropped_unpaid" drop'
+      ])
+      // clients are matched by `ip saddr`/`ip daddr`, which imply IPv4: IPv6 reaches the drops
+      for (const l of forward.slice(0, -2)) assert.match(l, /ip [sd]addr|meta nfproto ipv4 jump/, l)
+    }
+  })
+
   it('keeps a burst of at least one GSO aggregate', () => {
     assert.ok(limitBurstBytes(10_000) >= 65_536)
     assert.equal(limitBurstBytes(100_000_000), 10_000_000)

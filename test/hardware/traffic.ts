@@ -4,7 +4,8 @@
  *
  *   serve HOST PORT SECONDS            accept connections for at most SECONDS: read an
  *                                      8-byte download size, then the upload until EOF,
- *                                      then send the download and close; prints "ready"
+ *                                      then send the download and close; prints "ready",
+ *                                      then "peer ADDRESS" for each connection
  *   send HOST PORT UP DOWN TIMEOUT_MS  upload UP bytes, download DOWN bytes; prints one
  *                                      JSON line {ok, up, down, ms} or {ok:false, error}
  */
@@ -32,6 +33,7 @@ function writeBytes (socket: import('node:net').Socket, total: number, done: () 
 
 if (mode === 'serve') {
   const server = createServer({ allowHalfOpen: true }, (socket) => {
+    process.stdout.write(`peer ${socket.remoteAddress}\n`)
     let header = Buffer.alloc(0)
     let download = -1
     socket.on('data', (chunk: Buffer) => {

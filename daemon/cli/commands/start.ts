@@ -73,6 +73,7 @@ export function startCommand (program: Command): void {
           adapter: relayOnly ? 'simulated' : config.hardware,
           lanInterface: config.gateway?.lanInterface,
           wanInterface: config.uplink.interface,
+          masquerade: config.gateway?.masquerade,
           uplinkCapacityBytesPerSec: config.uplink.capacityMbps === undefined ? undefined : config.uplink.capacityMbps * 125_000
         }, { logger })
         const seller = await startSeller({ config, keys, adapter, logger: log })
