@@ -121,7 +121,8 @@ export class NftablesGateway {
         throw new AdapterStateError(`flowtable ${flowtables.join(', ')} offloads ${this.init.lanInterface}: offloaded packets skip the forward hook, so spareband could neither meter nor limit them. Turn flow offloading off (OpenWrt: uci set firewall.@defaults[0].flow_offloading=0; uci commit firewall; fw4 reload) and start again`)
       }
       const forwarding = (this.init.enableForwarding ?? true) ? (await this.init.runner(['sysctl', '-n', 'net.ipv4.ip_forward'])).stdout.trim() : null
-      const batch = startBatch({ ...this.ruleset(), forwardingBefore: forwarding === '0' || forwarding === '1' ? forwarding : null })
+      const natChainExists = !(this.init.masquerade ?? true) && await this.chainExists('postrouting')
+      const batch = startBatch({ ...this.ruleset(), forwardingBefore: forwarding === '0' || forwarding === '1' ? forwarding : null, natChainExists })
       try {
         await this.nftBatch(batch)
       } catch (err) {
@@ -284,6 +285,11 @@ export class NftablesGateway {
   private async kernelClients (): Promise<GatewayClient[]> {
     const elements = parseMapElements(await this.nft(['list', 'map', TABLE_FAMILY, TABLE_NAME, 'client_up']), 'client_up')
     return elements.map((e) => ({ ip: e.key[0], mac: e.key[1] }))
+  }
+
+  private async chainExists (chain: string): Promise<boolean> {
+    const res = await this.init.runner(['nft', 'list', 'chain', TABLE_FAMILY, TABLE_NAME, chain], { allowFailure: true })
+    return res.exitCode === 0
   }
 
   private async tableExists (): Promise<boolean> {

@@ -73,6 +73,8 @@ export interface GatewayRuleset {
   exitMatch: ExitMatch | null
   /** `net.ipv4.ip_forward` before the start (`0` or `1`), recorded in a new table's comment; null when spareband leaves forwarding alone. */
   forwardingBefore?: string | null
+  /** The table exists with a NAT chain (an earlier start masqueraded): removed when `masquerade` is off. */
+  natChainExists?: boolean
 }
 
 /** The named counters of one client: `up_0a000002` / `down_0a000002` for 10.0.0.2. */
@@ -215,13 +217,16 @@ export function startBatch (r: GatewayRuleset): string {
   const lines = [
     ...declarations(forwarding),
     ...forwardRules(r.lanInterface, r.limits),
-    ...exitRules(r.exitMatch),
-    // Declared either way, so that it can be deleted when masquerade is off (add + delete is idempotent).
-    `add chain ${TABLE} postrouting { type nat hook postrouting priority ${NAT_PRIORITY}; policy accept; }`
+    ...exitRules(r.exitMatch)
   ]
   if (r.masquerade) {
-    lines.push(`flush chain ${TABLE} postrouting`, `add rule ${TABLE} postrouting oifname "${r.wanInterface}" ip saddr @client_down masquerade`)
-  } else {
+    lines.push(
+      `add chain ${TABLE} postrouting { type nat hook postrouting priority ${NAT_PRIORITY}; policy accept; }`,
+      `flush chain ${TABLE} postrouting`,
+      `add rule ${TABLE} postrouting oifname "${r.wanInterface}" ip saddr @client_down masquerade`
+    )
+  } else if (r.natChainExists === true) {
+    // Never declared without masquerade, so a kernel without NAT support can still run a routed gateway.
     lines.push(`delete chain ${TABLE} postrouting`)
   }
   return lines.join('\n') + '\n'

@@ -24,9 +24,11 @@ describe('nft batch builders', () => {
     assert.match(nat, /add rule inet spareband postrouting oifname "wan" ip saddr @client_down masquerade/)
     assert.doesNotMatch(nat, /delete chain/)
     const routed = startBatch({ ...base, masquerade: false })
-    assert.doesNotMatch(routed, /masquerade/)
-    assert.match(routed.trim().split('\n').at(-1) ?? '', /^delete chain inet spareband postrouting$/)
-    for (const line of routed.trim().split('\n')) assert.match(line, /^(add|flush|delete) (table|counter|map|set|chain|rule) inet spareband\b/, line)
+    assert.doesNotMatch(routed, /masquerade|type nat|postrouting/, 'no NAT chain is ever declared without masquerade')
+    const leftover = startBatch({ ...base, masquerade: false, natChainExists: true })
+    assert.doesNotMatch(leftover, /type nat/)
+    assert.match(leftover.trim().split('\n').at(-1) ?? '', /^delete chain inet spareband postrouting$/)
+    for (const line of leftover.trim().split('\n')) assert.match(line, /^(add|flush|delete) (table|counter|map|set|chain|rule) inet spareband\b/, line)
   })
 
   it('ends every forward path from and to the LAN in a counted drop', () => {
