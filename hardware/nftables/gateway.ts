@@ -121,8 +121,9 @@ export class NftablesGateway {
         throw new AdapterStateError(`flowtable ${flowtables.join(', ')} offloads ${this.init.lanInterface}: offloaded packets skip the forward hook, so spareband could neither meter nor limit them. Turn flow offloading off (OpenWrt: uci set firewall.@defaults[0].flow_offloading=0; uci commit firewall; fw4 reload) and start again`)
       }
       const forwarding = (this.init.enableForwarding ?? true) ? (await this.init.runner(['sysctl', '-n', 'net.ipv4.ip_forward'])).stdout.trim() : null
-      const natChainExists = !(this.init.masquerade ?? true) && await this.chainExists('postrouting')
-      const batch = startBatch({ ...this.ruleset(), forwardingBefore: forwarding === '0' || forwarding === '1' ? forwarding : null, natChainExists })
+      const ruleset = this.ruleset()
+      const natChainExists = !ruleset.masquerade && await this.chainExists('postrouting')
+      const batch = startBatch({ ...ruleset, forwardingBefore: forwarding === '0' || forwarding === '1' ? forwarding : null, natChainExists })
       try {
         await this.nftBatch(batch)
       } catch (err) {
