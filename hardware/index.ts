@@ -4,15 +4,14 @@
  */
 import { commandRunner, type CommandRunner } from './command.ts'
 import { gatherPlatformFacts, selectAdapterKind, type AdapterChoice, type AdapterSelection, type PlatformFacts } from './detect.ts'
-import { KernelAdapter, type PlatformProbe } from './kernel-adapter.ts'
+import { KernelAdapter, type KernelAdapterInit, type PlatformProbe } from './kernel-adapter.ts'
 import { SimulatedAdapter } from './simulated.ts'
 import { linuxPlatform } from './platforms/linux.ts'
 import { openwrtPlatform } from './platforms/openwrt.ts'
 import { raspberrypiPlatform } from './platforms/raspberrypi.ts'
 import { AdapterConfigError } from './errors.ts'
 import type { Logger } from 'pino'
-import type { ExitMatch } from './nftables/ruleset.ts'
-import type { BandwidthLimits, HardwareAdapter } from './adapter.ts'
+import type { HardwareAdapter } from './adapter.ts'
 
 export type * from './adapter.ts'
 export type { AdapterChoice, AdapterSelection, PlatformFacts } from './detect.ts'
@@ -26,22 +25,15 @@ export { neighbourMac } from './neighbour.ts'
 export { defaultRoute } from './ip-route.ts'
 export { readInterfaceCounters, linkHeaderBytes, type InterfaceCounters } from './sysfs.ts'
 
-/** The `hardware` section of the daemon's config. */
-export interface HardwareConfig {
+/** The kernel adapter's settings that come from the daemon's config. */
+type KernelAdapterSettings = Pick<KernelAdapterInit, 'wanInterface' | 'masquerade' | 'limits' | 'exitMatch' | 'uplinkCapacityBytesPerSec' | 'enableForwarding'>
+
+/** The `hardware` section of the daemon's config: the kernel adapter's settings plus the choice of adapter. */
+export interface HardwareConfig extends KernelAdapterSettings {
   /** Which adapter; `auto` (default) detects it. */
   adapter?: AdapterChoice
   /** Interface the gateway clients are on; required by the kernel adapters. */
   lanInterface?: string
-  /** Upstream interface; detected (default route, ubus) when omitted. */
-  wanInterface?: string
-  /** Masquerade clients on the upstream interface (default true). */
-  masquerade?: boolean
-  limits?: BandwidthLimits
-  exitMatch?: ExitMatch | null
-  /** Usable uplink capacity, e.g. the ISP plan (wins over the link speed). */
-  uplinkCapacityBytesPerSec?: number | null
-  /** Turn on ip_forward while started (default true). */
-  enableForwarding?: boolean
   /** OpenWrt: netifd interface of the uplink (default `wan`). */
   wanNetwork?: string
 }
@@ -68,17 +60,7 @@ export function createHardwareAdapter (config: HardwareConfig, deps: HardwareDep
   const platform: PlatformProbe = selection.kind === 'openwrt'
     ? openwrtPlatform({ runner, wanNetwork: config.wanNetwork })
     : selection.kind === 'raspberrypi' ? raspberrypiPlatform({ runner }) : linuxPlatform({ runner })
-  const adapter = new KernelAdapter({
-    platform,
-    runner,
-    logger,
-    lanInterface: config.lanInterface,
-    wanInterface: config.wanInterface,
-    masquerade: config.masquerade,
-    limits: config.limits,
-    exitMatch: config.exitMatch,
-    uplinkCapacityBytesPerSec: config.uplinkCapacityBytesPerSec,
-    enableForwarding: config.enableForwarding
-  })
+  const { adapter: _choice, wanNetwork: _wanNetwork, lanInterface, ...settings } = config
+  const adapter = new KernelAdapter({ ...settings, platform, runner, logger, lanInterface })
   return { adapter, selection }
 }
