@@ -1,4 +1,4 @@
-import { UnexpectedOutputError } from './errors.ts'
+import { parseIpJson } from './ip-json.ts'
 import type { CommandRunner } from './command.ts'
 
 /** A default route as `ip -j route show default` lists it. */
@@ -10,15 +10,8 @@ export interface DefaultRoute {
 
 /** Parses `ip -j route show default` (or `ip -j -6 …`); the routes are returned best (lowest metric) first. */
 export function parseDefaultRoutes (stdout: string): DefaultRoute[] {
-  let routes: unknown
-  try {
-    routes = JSON.parse(stdout.trim() === '' ? '[]' : stdout)
-  } catch (err) {
-    throw new UnexpectedOutputError('ip -j route', `not JSON (${(err as Error).message})`)
-  }
-  if (!Array.isArray(routes)) throw new UnexpectedOutputError('ip -j route', 'not an array')
-  return routes
-    .filter((r): r is Record<string, unknown> => typeof r === 'object' && r !== null && r.dst === 'default' && typeof r.dev === 'string')
+  return parseIpJson('ip -j route', stdout)
+    .filter((r) => r.dst === 'default' && typeof r.dev === 'string')
     .map((r) => ({ interface: r.dev as string, gateway: typeof r.gateway === 'string' ? r.gateway : null, metric: typeof r.metric === 'number' ? r.metric : 0 }))
     .sort((a, b) => a.metric - b.metric)
 }

@@ -1,6 +1,7 @@
 import { isIPv4 } from 'node:net'
 import { assertInterfaceName, normalizeGatewayClient } from './validate.ts'
-import { UnexpectedOutputError, InvalidGatewayClientError } from './errors.ts'
+import { InvalidGatewayClientError } from './errors.ts'
+import { parseIpJson } from './ip-json.ts'
 import type { CommandRunner } from './command.ts'
 
 /** One entry of the kernel's neighbour (ARP) table, as `ip -j neigh` lists it. */
@@ -19,15 +20,8 @@ const USABLE_STATES = new Set(['REACHABLE', 'STALE', 'DELAY', 'PROBE', 'PERMANEN
 
 /** Parses `ip -j neigh show …`. */
 export function parseNeighbours (stdout: string): NeighbourEntry[] {
-  let rows: unknown
-  try {
-    rows = JSON.parse(stdout.trim() === '' ? '[]' : stdout)
-  } catch (err) {
-    throw new UnexpectedOutputError('ip -j neigh', `not JSON (${(err as Error).message})`)
-  }
-  if (!Array.isArray(rows)) throw new UnexpectedOutputError('ip -j neigh', 'not an array')
-  return rows
-    .filter((r): r is Record<string, unknown> => typeof r === 'object' && r !== null && typeof r.dst === 'string')
+  return parseIpJson('ip -j neigh', stdout)
+    .filter((r) => typeof r.dst === 'string')
     .map((r) => ({
       ip: r.dst as string,
       mac: typeof r.lladdr === 'string' ? r.lladdr.toLowerCase() : null,

@@ -3,6 +3,7 @@ import assert from 'node:assert/strict'
 import { readFileSync } from 'node:fs'
 import { parseCounters, parseFlowtables, parseMapElements, parseNftJson, parseTables } from '../../hardware/nftables/parse.ts'
 import { parseDefaultRoutes } from '../../hardware/ip-route.ts'
+import { parseNeighbours } from '../../hardware/neighbour.ts'
 import { parseInterfaceCounters } from '../../hardware/sysfs.ts'
 import { hotspotsOf, parseInterfaceStatus, parseIwinfoInfo, parseSystemBoard, parseWirelessStatus } from '../../hardware/platforms/ubus.ts'
 import { parseActiveConnections, parseTerseFields, splitTerseLine } from '../../hardware/platforms/nmcli.ts'
@@ -61,6 +62,17 @@ describe('ip -j and sysfs parsers (captured output)', () => {
     assert.deepEqual(parseDefaultRoutes(fixture('ip/route-show-default.json')), [{ interface: 'wan0', gateway: '10.91.2.2', metric: 0 }])
     assert.deepEqual(parseDefaultRoutes(fixture('ip/route-show-default-none.json')), [])
     assert.deepEqual(parseDefaultRoutes(fixture('ip/route-show-default-multi.json')).map((r) => r.interface), ['wan0', 'lan0'])
+    assert.throws(() => parseDefaultRoutes('Error: any valid prefix is expected rather than "x".'), UnexpectedOutputError)
+    assert.throws(() => parseDefaultRoutes('{"dst":"default"}'), UnexpectedOutputError)
+  })
+
+  it('reads the neighbour table with and without the device named', () => {
+    const resolved = { ip: '10.91.1.2', mac: '02:5b:00:00:00:02', state: ['DELAY'] }
+    const failed = { ip: '10.91.1.77', mac: null, state: ['FAILED'] }
+    assert.deepEqual(parseNeighbours(fixture('ip/neigh-show-dev-lan0.json')), [{ ...failed, interface: null }, { ...resolved, interface: null }])
+    assert.deepEqual(parseNeighbours(fixture('ip/neigh-show.json')), [{ ...failed, interface: 'lan0' }, { ...resolved, interface: 'lan0' }])
+    assert.deepEqual(parseNeighbours(''), [])
+    assert.throws(() => parseNeighbours('Object "neigh" is unknown'), UnexpectedOutputError)
   })
 
   it('reads the four interface statistics', () => {
